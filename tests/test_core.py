@@ -1,0 +1,93 @@
+"""Invariants of A and f on tiny random models of every architecture in the table (no download)."""
+
+import pytest
+import torch
+
+from tvlib.errors import TvlibError
+from tvlib.models import LAYOUTS
+from tvlib.prompts import encode
+from tvlib.tiny import ARCHITECTURES, tiny_lm
+from tvlib.vectors import block_hooks, last_logits, last_token_states
+
+PROMPTS = ["example:a->b\nexample:c->", "example:hello->HELLO\nexample:tree->TREE\nexample:sun->", "example:x->"]
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def lm(request):
+    return tiny_lm(request.param)
+
+
+def test_a_tokenizer_without_a_pad_token_pads_with_eos(lm):
+    assert lm.tokenizer.pad_token == lm.tokenizer.eos_token and lm.tokenizer.padding_side == "left"
+
+
+def test_every_architecture_is_in_the_table():
+    assert set(ARCHITECTURES) <= set(LAYOUTS)
+
+
+def test_writing_a_blocks_own_output_back_changes_no_logit(lm):
+    states = last_token_states(lm, PROMPTS)
+    clean = last_logits(lm, PROMPTS)
+    for layer in range(lm.n_layers):
+        patched = last_logits(lm, PROMPTS, states[:, layer], [layer] * len(PROMPTS))
+        torch.testing.assert_close(patched, clean, rtol=1e-5, atol=1e-5)
+
+
+def test_patching_another_state_does_change_the_logits(lm):
+    states = last_token_states(lm, PROMPTS)
+    clean = last_logits(lm, PROMPTS)
+    patched = last_logits(lm, PROMPTS, states[[1, 2, 0], 0], [0, 0, 0])
+    assert not torch.allclose(patched, clean, atol=1e-4)
+
+
+def test_final_norm_and_unembedding_of_the_last_block_give_the_logits(lm):
+    states = last_token_states(lm, PROMPTS)
+    torch.testing.assert_close(lm.logits_of(states[:, -1]), last_logits(lm, PROMPTS), rtol=1e-4, atol=1e-4)
+
+
+def test_a_left_padded_batch_equals_each_prompt_alone(lm):
+    batch = last_logits(lm, PROMPTS)
+    alone = torch.cat([last_logits(lm, [p]) for p in PROMPTS])
+    torch.testing.assert_close(batch, alone, rtol=1e-4, atol=1e-4)
+    states = last_token_states(lm, PROMPTS)
+    for i, prompt in enumerate(PROMPTS):
+        torch.testing.assert_close(states[i], last_token_states(lm, [prompt])[0], rtol=1e-4, atol=1e-4)
+
+
+def test_theta_equals_transformers_hidden_states(lm):
+    states = last_token_states(lm, PROMPTS)
+    batch = encode(lm.tokenizer, PROMPTS)
+    with torch.no_grad():
+        hidden = lm.model(**batch.kwargs(), output_hidden_states=True).hidden_states
+    assert len(hidden) == lm.n_layers + 1
+    for layer in range(lm.n_layers - 1):  # transformers applies the final norm to its last entry
+        torch.testing.assert_close(states[:, layer], hidden[layer + 1][:, -1].float(), rtol=1e-5, atol=1e-5)
+
+
+def test_layers_may_differ_within_one_batch(lm):
+    states = last_token_states(lm, PROMPTS)
+    layers = [0, lm.n_layers - 1, 1]
+    thetas = states[[2, 0, 1], 0]
+    mixed = last_logits(lm, PROMPTS, thetas, layers)
+    for i, prompt in enumerate(PROMPTS):
+        torch.testing.assert_close(mixed[i], last_logits(lm, [prompt], thetas[i:i + 1], [layers[i]])[0],
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_hooks_are_removed_after_an_exception(lm):
+    def make(_layer):
+        def hook(*_):
+            raise RuntimeError("boom")
+        return hook
+
+    before = [dict(block._forward_hooks) for block in lm.blocks]
+    with pytest.raises(RuntimeError):
+        with block_hooks(lm, make):
+            assert all(len(b._forward_hooks) == len(h) + 1 for b, h in zip(lm.blocks, before))
+            last_logits(lm, PROMPTS[:1])
+    assert [dict(block._forward_hooks) for block in lm.blocks] == before
+
+
+def test_a_layer_out_of_range_names_the_valid_range(lm):
+    with pytest.raises(TvlibError, match=rf"0\.\.{lm.n_layers - 1}"):
+        last_logits(lm, PROMPTS, torch.zeros(3, 64), [0, 1, lm.n_layers])

@@ -1,0 +1,63 @@
+"""The paper's effect on the real offline default model (Gemma 3 270M), and the command line's errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tvlib.errors import TvlibError
+from tvlib.experiments import Protocol, evaluate_task, summarize
+from tvlib.models import load_model
+from tvlib.tasks import load_task
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    return load_model("gemma-3-270m", "cpu", "auto")
+
+
+def test_to_upper_shows_the_papers_effect(gemma):
+    frame = evaluate_task(gemma, load_task("algorithmic_to_upper"), Protocol(n_dev=20, n_test=20, n_baseline=20))
+    row = summarize(frame).iloc[0]
+    assert row["regular"] >= 0.9, row
+    assert row["baseline"] <= 0.2, row
+    assert row["hypothesis"] >= 0.6, row
+    assert 0 < row["best_layer"] < gemma.n_layers - 1
+
+
+def test_the_default_model_has_its_table_entry(gemma):
+    assert gemma.n_layers == 18 and gemma.layout.blocks == "model.layers"
+    with pytest.raises(TvlibError, match=r"0\.\.17"):
+        gemma.check_layer(18)
+
+
+def test_an_unknown_model_lists_the_aliases_and_how_to_pass_a_path():
+    with pytest.raises(TvlibError, match=r"gemma-3-270m.*local folder"):
+        load_model("no-such-org/no-such-model")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "tvlib", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_the_command_line_prints_one_json_object_per_task():
+    out = _cli("evaluate", "--task", "algorithmic_to_lower", "--n-dev", "8", "--n-test", "8", "--n-baseline", "8",
+               "--json")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 1 and rows[0]["task"] == "algorithmic_to_lower"
+    assert set(rows[0]) == {"task", "baseline", "regular", "hypothesis", "best_layer", "dev_curve"}
+    assert len(rows[0]["dev_curve"]) == 18
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "--task", "no_such_task"], "unknown task 'no_such_task'"),
+    (["evaluate", "--task", "algorithmic_to_upper", "--model", "./no/such/dir"], "not found offline"),
+    (["evaluate", "--task", "algorithmic_to_upper", "--demos", "500"], "needs at least 501"),
+    (["evaluate", "--task", "algorithmic_to_upper", "--dtype", "float8"], "unknown dtype"),
+])
+def test_bad_input_is_one_clear_line_not_a_traceback(args, message):
+    out = _cli(*args)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr

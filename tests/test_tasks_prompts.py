@@ -1,0 +1,116 @@
+"""Task loading, scoring, the single-token filter, prompt format and reproducible sampling."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tvlib.errors import TvlibError
+from tvlib.prompts import PAPER_FORMAT, PromptFormat, encode, sample_contexts, sample_queries
+from tvlib.tasks import Example, Task, for_tokenizer, load_task, task_names
+from tvlib.tiny import char_tokenizer
+
+UPSTREAM = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hendel2023" / "upstream_data"
+
+
+def test_the_paper_format():
+    demos = (Example("a", "b"), Example("c", "d"))
+    assert PAPER_FORMAT.render(demos, "e") == "example:a->b\nexample:c->d\nexample:e->"
+    assert PAPER_FORMAT.render(demos, "e", space=True) == "example: a-> b\nexample: c-> d\nexample: e->"
+    assert PromptFormat(demo="Q: {x} A: {y}", query="Q: {x} A:", sep=" | ").render(demos[:1], "e") == "Q: a A: b | Q: e A:"
+
+
+@pytest.mark.parametrize("name", ["algorithmic_next_letter", "algorithmic_prev_letter", "algorithmic_list_first",
+                                  "algorithmic_list_last", "algorithmic_to_upper", "algorithmic_to_lower"])
+def test_algorithmic_tasks_are_generated_sorted_and_correct(name):
+    task = load_task(name)
+    assert len(task) >= 26
+    assert [e.input for e in task.examples] == sorted({e.input for e in task.examples})
+    first = {e.input: e.output for e in task.examples}
+    check = {"algorithmic_next_letter": ("a", "b"), "algorithmic_prev_letter": ("b", "a"),
+             "algorithmic_to_upper": ("cat", "CAT"), "algorithmic_to_lower": ("CAT", "cat")}
+    if name in check:
+        assert first[check[name][0]] == check[name][1]
+    if name.startswith("algorithmic_list"):
+        x, y = next(iter(first.items()))
+        assert y == x.split(",")[0 if name.endswith("first") else -1]
+
+
+def test_every_listed_task_loads():
+    for name in task_names():
+        task = load_task(name)
+        assert len(task) > 0 and task.category in name
+
+
+def test_scoring_exact_prefix_and_accept():
+    ling = Task("linguistic_x", "linguistic", (), )
+    know = Task("knowledge_x", "knowledge", ())
+    ex = Example("go", "went", ("gone",))
+    assert ling.score(" went", ex) and ling.score("gone", ex) and not ling.score("wen", ex) and not ling.score(" ", ex)
+    cap = Example("Argentina", "Buenos Aires")
+    assert know.score(" Buenos", cap) and know.score("Buenos Aires City", cap) and not know.score("Lima", cap)
+
+
+def test_single_token_filter_keeps_the_better_variant_and_says_how_many_remain():
+    tok = char_tokenizer()  # one character = one token; " x" is two
+    task = Task("t", "linguistic", (Example("a", "b"), Example("c", "dd"), Example("e", "f")))
+    kept = for_tokenizer(task, tok)
+    assert [e.output for e in kept.examples] == ["b", "f"] and kept.space is False
+    with pytest.raises(TvlibError, match="has 2 examples .* at least 6"):
+        for_tokenizer(task, tok, min_examples=6)
+
+
+def test_sampling_is_reproducible_and_never_shows_the_query_among_its_demos():
+    task = load_task("algorithmic_next_letter")
+    a = sample_contexts(task, 30, 5, seed=41, split="dev")
+    assert a == sample_contexts(task, 30, 5, seed=41, split="dev")
+    assert a != sample_contexts(task, 30, 5, seed=42, split="dev")
+    assert a != sample_contexts(task, 30, 5, seed=41, split="test")
+    for c in a:
+        assert c.query.input not in {d.input for d in c.demos}
+        assert c.query.input not in {d.input for d in c.dummies} and len(c.dummies) == 2
+    assert sample_queries(task, 10, 41) == sample_queries(task, 10, 41)
+
+
+def test_sampling_does_not_depend_on_the_order_of_the_examples():
+    task = load_task("algorithmic_to_upper")
+    shuffled = Task(task.name, task.category, tuple(reversed(task.examples)))
+    assert sample_contexts(task, 5, 3, 1) == sample_contexts(shuffled, 5, 3, 1)
+
+
+def test_too_few_examples_for_the_demos_is_a_clear_error():
+    task = Task("tiny", "linguistic", tuple(Example(str(i), str(i)) for i in range(3)))
+    with pytest.raises(TvlibError, match="has 3 usable examples; 5 demos"):
+        sample_contexts(task, 1, 5, 0)
+
+
+def test_left_padding_and_positions():
+    tok = char_tokenizer()
+    tok.pad_token, tok.padding_side = tok.eos_token, "left"
+    batch = encode(tok, ["ab", "abcd"])
+    assert batch.input_ids[0, :2].tolist() == [tok.eos_token_id] * 2
+    assert batch.attention_mask.tolist() == [[0, 0, 1, 1], [1, 1, 1, 1]]
+    assert batch.position_ids.tolist() == [[0, 0, 0, 1], [0, 1, 2, 3]]
+
+
+def test_a_json_task_in_our_format_and_in_the_papers(tmp_path):
+    ours = tmp_path / "mine.json"
+    ours.write_text(json.dumps([{"input": "b", "output": "2"}, {"input": "a", "output": "1", "accept": ["one"]}]))
+    task = load_task(str(ours))
+    assert [e.input for e in task.examples] == ["a", "b"] and task.examples[0].accept == ("one",)
+    paper = tmp_path / "paper.json"
+    paper.write_text(json.dumps({"x": "1", "y": "2", "": "empty"}))
+    assert [(e.input, e.output) for e in load_task(str(paper)).examples] == [("x", "1"), ("y", "2")]
+    with pytest.raises(TvlibError, match="does not exist"):
+        load_task(str(tmp_path / "missing.json"))
+
+
+@pytest.mark.skipif(not UPSTREAM.exists(), reason="the upstream data is not beside this checkout")
+def test_the_original_repositorys_files_load():
+    files = sorted(UPSTREAM.glob("*/*.json"))
+    assert files
+    for path in files:
+        task = load_task(str(path))
+        raw = json.loads(path.read_text())
+        assert 0 < len(task) <= len(raw)
+        assert all(e.input and e.output for e in task.examples)

@@ -1,0 +1,5 @@
+"""`python -m tvlib ...`: the command line."""
+
+from tvlib.cli import main
+
+raise SystemExit(main())

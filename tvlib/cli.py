@@ -1,0 +1,89 @@
+"""The command line: `evaluate` runs the paper's main experiment; `tasks` lists the data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tvlib.errors import TvlibError
+from tvlib.models import DEFAULT_MODEL
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tvlib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("evaluate", help="baseline, regular ICL, the dev sweep over layers, and hypothesis at the best L")
+    ev.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id (default: %(default)s)")
+    ev.add_argument("--task", action="append", required=True, help="task name or JSON file; repeat for several")
+    ev.add_argument("--n-dev", type=int, default=50)
+    ev.add_argument("--n-test", type=int, default=50)
+    ev.add_argument("--n-baseline", type=int, default=100)
+    ev.add_argument("--demos", type=int, default=5)
+    ev.add_argument("--dummies", type=int, default=2, help="dummy queries averaged into theta (paper: 2)")
+    ev.add_argument("--seed", type=int, default=41)
+    ev.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (accelerate device_map)")
+    ev.add_argument("--dtype", default="auto", help="auto (bfloat16), float32, bfloat16 or float16")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--json", action="store_true", help="one JSON object per task per line")
+    ev.add_argument("--out", help="also write every prediction to this CSV file")
+
+    ts = sub.add_parser("tasks", help="list the tasks with their sizes")
+    ts.add_argument("--model", default=DEFAULT_MODEL, help="tokenizer for the single-token count")
+    ts.add_argument("--json", action="store_true")
+    return parser
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from tvlib.experiments import Protocol, dev_curve, evaluate_task, summarize
+    from tvlib.models import load_model
+    from tvlib.store import _atomic_write, _csv_bytes
+    from tvlib.tasks import load_task
+
+    protocol = Protocol(n_dev=args.n_dev, n_test=args.n_test, n_baseline=args.n_baseline, demos=args.demos,
+                        n_dummy=args.dummies, seed=args.seed, batch_size=args.batch_size, progress=not args.json)
+    tasks = [load_task(t) for t in args.task]
+    lm = load_model(args.model, args.device, args.dtype)
+    frames = []
+    for task in tasks:
+        frame = evaluate_task(lm, task, protocol)
+        frames.append(frame)
+        row = summarize(frame).iloc[0]
+        curve = dev_curve(frame).sort_values("layer")["accuracy"].round(4).tolist()
+        out = {"task": task.name, "baseline": row["baseline"], "regular": row["regular"],
+               "hypothesis": row["hypothesis"], "best_layer": int(row["best_layer"]), "dev_curve": curve}
+        if args.json:
+            print(json.dumps(out), flush=True)
+        else:
+            print(f"{task.name}: baseline {out['baseline']:.2f}  regular {out['regular']:.2f}  "
+                  f"hypothesis {out['hypothesis']:.2f} at layer {out['best_layer']} of {lm.n_layers}")
+            print("  dev accuracy by layer: " + " ".join(f"{a:.2f}" for a in curve), flush=True)
+    if args.out:
+        _atomic_write(__import__("pathlib").Path(args.out), _csv_bytes(pd.concat(frames, ignore_index=True)))
+
+
+def _tasks(args: argparse.Namespace) -> None:
+    from tvlib.models import load_tokenizer
+    from tvlib.tasks import for_tokenizer, load_task, task_names
+
+    tokenizer = load_tokenizer(args.model)
+    for name in task_names():
+        task = load_task(name)
+        row = {"name": name, "category": task.category, "n_pairs": len(task),
+               "n_single_token": len(for_tokenizer(task, tokenizer).examples)}
+        print(json.dumps(row) if args.json else f"{name:45s} {row['category']:12s} {row['n_pairs']:5d} pairs "
+              f"{row['n_single_token']:5d} single-token")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a command; a TvlibError prints its message (which names the fix) and exits 2, with no traceback."""
+    args = _parser().parse_args(argv)
+    try:
+        {"evaluate": _evaluate, "tasks": _tasks}[args.command](args)
+    except TvlibError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,56 @@
+"""Do task vectors cluster by task? t-SNE coordinates, within/across-task distances, and two clustering scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def cosine_distances(vectors: np.ndarray) -> np.ndarray:
+    """1 - cosine similarity between every pair of rows."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+    return 1.0 - unit @ unit.T
+
+
+def distance_pairs(vectors: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    """Every unordered pair's cosine distance, marked within-task or across-task (the paper's histograms)."""
+    dist = cosine_distances(vectors)
+    i, j = np.triu_indices(len(labels), k=1)
+    lab = np.asarray(labels)
+    return pd.DataFrame({"kind": np.where(lab[i] == lab[j], "within task", "across tasks"), "distance": dist[i, j]})
+
+
+def histogram(pairs: pd.DataFrame, bins: int = 40) -> pd.DataFrame:
+    """The distance pairs as a tidy histogram (density per kind), small enough to store."""
+    edges = np.linspace(0.0, float(pairs["distance"].max()) + 1e-9, bins + 1)
+    rows = []
+    for kind, frame in pairs.groupby("kind"):
+        counts, _ = np.histogram(frame["distance"], edges)
+        for left, right, count in zip(edges[:-1], edges[1:], counts):
+            rows.append({"kind": kind, "left": left, "right": right, "count": int(count),
+                         "density": count / len(frame) / (right - left)})
+    return pd.DataFrame(rows)
+
+
+def scores(vectors: np.ndarray, labels: list[str], k: int = 5) -> pd.DataFrame:
+    """5-NN task accuracy (leave one out, cosine) and silhouette (cosine): one number each for 'they cluster'."""
+    from sklearn.metrics import silhouette_score
+
+    dist = cosine_distances(vectors)
+    np.fill_diagonal(dist, np.inf)
+    lab = np.asarray(labels)
+    neighbours = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    votes = [pd.Series(lab[row]).value_counts().index[0] for row in neighbours]
+    knn = float(np.mean(np.asarray(votes) == lab))
+    np.fill_diagonal(dist, 0.0)
+    sil = float(silhouette_score(dist, lab, metric="precomputed"))
+    chance = float(pd.Series(lab).value_counts(normalize=True).max())
+    return pd.DataFrame({"metric": [f"{k}-NN task accuracy", "chance (largest task share)", "silhouette (cosine)"],
+                         "value": [knn, chance, sil]})
+
+
+def tsne(vectors: np.ndarray, seed: int = 41) -> np.ndarray:
+    """2-D t-SNE of the vectors (random_state 41 as the paper), for the scatter plot."""
+    from sklearn.manifold import TSNE
+
+    return TSNE(n_components=2, random_state=seed, init="pca", perplexity=30).fit_transform(vectors)

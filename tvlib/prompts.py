@@ -1,0 +1,99 @@
+"""Prompt format, reproducible context sampling, and left-padded batches with correct position ids."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from tvlib.errors import TvlibError
+from tvlib.tasks import Example, Task
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """The paper's `example:{x}->{y}` lines joined by newlines; every piece is configurable."""
+
+    demo: str = "example:{x}->{y}"
+    query: str = "example:{x}->"
+    sep: str = "\n"
+    prefix: str = ""
+
+    def render(self, demos: tuple[Example, ...], x: str, space: bool = False) -> str:
+        """Demonstrations then the query; with `space`, x and y get a leading space (the tokenizer's choice)."""
+        sp = " " if space else ""
+        lines = [self.demo.format(x=sp + d.input, y=sp + d.output) for d in demos]
+        return self.prefix + self.sep.join([*lines, self.query.format(x=sp + x)])
+
+
+PAPER_FORMAT = PromptFormat()
+
+
+@dataclass(frozen=True)
+class Context:
+    """One sampled episode: k demonstrations, the test query, and dummy queries x' for building theta."""
+
+    demos: tuple[Example, ...]
+    query: Example
+    dummies: tuple[Example, ...]
+
+
+def sample_contexts(task: Task, n: int, demos: int, seed: int, split: str = "test", n_dummy: int = 2) -> list[Context]:
+    """`n` contexts drawn from the sorted examples with a generator keyed by (seed, task, split): reproducible anywhere.
+
+    The query never appears among its demos, and no dummy query equals the test query.
+    """
+    pool = sorted(task.examples, key=lambda e: e.input)
+    if len(pool) < demos + 1:
+        raise TvlibError(f"task {task.name} has {len(pool)} usable examples; {demos} demos + 1 query need "
+                         f"{demos + 1}. Use fewer demos or add examples.")
+    rng = random.Random(f"{seed}:{task.name}:{split}")
+    contexts = []
+    for _ in range(n):
+        query = pool[rng.randrange(len(pool))]
+        others = [e for e in pool if e.input != query.input]
+        chosen = rng.sample(others, demos)
+        dummy_pool = others if len(others) >= n_dummy else pool
+        dummies = rng.sample(dummy_pool, n_dummy) if n_dummy else []
+        contexts.append(Context(tuple(chosen), query, tuple(dummies)))
+    return contexts
+
+
+def sample_queries(task: Task, n: int, seed: int, split: str = "baseline") -> list[Example]:
+    """`n` queries for the zero-shot baseline (without replacement while the task has enough)."""
+    pool = sorted(task.examples, key=lambda e: e.input)
+    rng = random.Random(f"{seed}:{task.name}:{split}")
+    if n <= len(pool):
+        return rng.sample(pool, n)
+    return [pool[rng.randrange(len(pool))] for _ in range(n)]
+
+
+@dataclass
+class Batch:
+    """Token ids, attention mask and position ids for left-padded prompts: the last position is every prompt's end."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.position_ids.to(device))
+
+    def kwargs(self) -> dict:
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "position_ids": self.position_ids}
+
+
+def encode(tokenizer, texts: list[str]) -> Batch:
+    """Left-pad and derive position ids from the mask, so a batched prompt matches the prompt alone (GPT-2 too)."""
+    enc = tokenizer(list(texts), return_tensors="pt", padding=True)
+    mask = enc["attention_mask"]
+    if tokenizer.padding_side != "left" and bool((mask[:, -1] == 0).any()):
+        raise TvlibError("the tokenizer pads on the right; wrap the model with tvlib.models.wrap first")
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return Batch(enc["input_ids"], mask, positions)
+
+
+def chunks(items: list, size: int) -> list[list]:
+    """Consecutive slices of at most `size` items."""
+    return [items[i:i + size] for i in range(0, len(items), size)]

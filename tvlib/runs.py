@@ -1,0 +1,126 @@
+"""Experiments run once and stored under results/<model>/: the model is loaded only when a result is missing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tvlib import __version__, clusters, experiments, store
+from tvlib.experiments import Protocol
+from tvlib.models import DEFAULT_MODEL, LM, load_model
+from tvlib.tasks import load_task
+
+CONFLICTS = (
+    ("algorithmic_next_letter", "algorithmic_to_upper"),
+    ("algorithmic_list_last", "algorithmic_list_first"),
+    ("algorithmic_prev_letter", "algorithmic_next_letter"),
+    ("linguistic_present_simple_past_simple", "linguistic_present_simple_gerund"),
+    ("translation_en_es", "translation_en_fr"),
+)
+
+
+@dataclass
+class Runner:
+    """One model's results folder; `lm` loads the model on first use only, so stored results need no model."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "cpu"
+    dtype: str = "auto"
+    protocol: Protocol = field(default_factory=Protocol)
+    results_dir: Path = store.RESULTS_DIR
+    _lm: LM | None = None
+
+    @property
+    def lm(self) -> LM:
+        if self._lm is None:
+            self._lm = load_model(self.model, self.device, self.dtype)
+        return self._lm
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.results_dir) / store.slug(self.model)
+
+    def _config(self, kind: str, protocol: Protocol, **extra) -> dict:
+        return {"experiment": kind, "model": self.model, "dtype": self.dtype, "protocol": protocol.config(),
+                "tvlib": __version__, **extra}
+
+    def main(self, task: str) -> pd.DataFrame:
+        """Every prediction of the main experiment for one task (baseline, regular, dev sweep, hypothesis)."""
+        data = load_task(task)
+        config = self._config("main", self.protocol, task=task, data=data.fingerprint())
+        return store.cached(self.folder / "main" / f"{data.name}.csv", config,
+                            lambda: experiments.evaluate_task(self.lm, data, self.protocol))
+
+    def main_all(self, tasks: list[str]) -> pd.DataFrame:
+        """The main experiment over several tasks, one stored file each (an interrupted run resumes)."""
+        return pd.concat([self.main(t) for t in _progress(tasks, "tasks")], ignore_index=True)
+
+    def best_layers(self, tasks: list[str]) -> dict[str, int]:
+        """Each task's layer chosen on dev contexts in the main experiment."""
+        summary = experiments.summarize(self.main_all(tasks))
+        return dict(zip(summary["task"], summary["best_layer"].astype(int)))
+
+    def robustness(self, tasks: list[str], layer: int, n: int = 50, demos: int = 4) -> dict[str, pd.DataFrame]:
+        """Thetas of every task at one layer: t-SNE coordinates, a distance histogram and clustering scores."""
+        protocol = replace(self.protocol, demos=demos)
+        config = self._config("robustness", protocol, tasks=tasks, layer=layer, n=n,
+                              data=[load_task(t).fingerprint() for t in tasks])
+        names = ("tsne", "distances", "scores")
+        paths = {name: self.folder / "robustness" / f"{name}.csv" for name in names}
+        stored = {name: store.load(path, config) for name, path in paths.items()}
+        if all(frame is not None for frame in stored.values()):
+            return stored
+        vectors = [experiments.robustness_vectors(self.lm, load_task(t), layer, protocol, n).numpy()
+                   for t in _progress(tasks, "thetas")]
+        matrix = np.concatenate(vectors)
+        labels = [t for t in tasks for _ in range(n)]
+        xy = clusters.tsne(matrix, seed=protocol.seed)
+        frames = {
+            "tsne": pd.DataFrame({"task": labels, "context": [i for _ in tasks for i in range(n)],
+                                  "x": xy[:, 0], "y": xy[:, 1]}),
+            "distances": clusters.histogram(clusters.distance_pairs(matrix, labels)),
+            "scores": clusters.scores(matrix, labels),
+        }
+        return {name: store.save(paths[name], frames[name], config) for name in names}
+
+    def conflicting(self, pairs=CONFLICTS, n: int = 100, demos: int = 4) -> pd.DataFrame:
+        """Demos of task A with theta of task B at B's chosen layer, for each pair."""
+        protocol = replace(self.protocol, demos=demos)
+        layers = self.best_layers(sorted({b for _, b in pairs}))
+        frames = []
+        for a, b in _progress(list(pairs), "pairs"):
+            config = self._config("conflicting", protocol, a=a, b=b, n=n, layer=layers[b],
+                                  data=[load_task(a).fingerprint(), load_task(b).fingerprint()])
+            frames.append(store.cached(
+                self.folder / "conflicting" / f"{a}__{b}.csv", config,
+                lambda: experiments.conflicting(self.lm, load_task(a), load_task(b), layers[b], protocol, n)))
+        return pd.concat(frames, ignore_index=True)
+
+    def projection(self, tasks: list[str], offsets=(-2, -1, 0, 1, 2), top: int = 20) -> pd.DataFrame:
+        """Top vocabulary tokens of the mean theta at each task's chosen layer and the layers around it."""
+        layers = self.best_layers(tasks)
+        frames = []
+        for task in _progress(tasks, "projections"):
+            wanted = sorted({min(max(layers[task] + o, 0), self._n_layers(task) - 1) for o in offsets})
+            config = self._config("projection", self.protocol, task=task, layers=wanted, top=top,
+                                  data=load_task(task).fingerprint())
+            frames.append(store.cached(
+                self.folder / "projection" / f"{task}.csv", config,
+                lambda: experiments.vocabulary_projection(self.lm, load_task(task), wanted, self.protocol, top)))
+        frame = pd.concat(frames, ignore_index=True)
+        frame["best_layer"] = frame["task"].map(layers)
+        return frame
+
+    def _n_layers(self, task: str) -> int:
+        """Number of blocks, read from the stored dev sweep when there is one (no model load)."""
+        main = self.main(task)
+        return int(main.loc[main["split"] == "dev", "layer"].max()) + 1
+
+
+def _progress(items: list, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, leave=False, disable=len(items) < 2 or None)

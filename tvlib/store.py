@@ -1,0 +1,72 @@
+"""Results on disk: one tidy CSV per unit of work plus a JSON manifest, written atomically, reused when the config matches."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+
+
+def slug(model: str) -> str:
+    """A folder name for a model: aliases stay, hub ids lose their slash, local paths keep their last part."""
+    path = Path(model)
+    if path.exists():
+        return path.resolve().name
+    return model.replace("/", "__")
+
+
+def _csv_bytes(frame: pd.DataFrame) -> bytes:
+    """The CSV as bytes, with a fixed float format so the same numbers give the same file."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, lineterminator="\n", float_format="%.6g")
+    return buffer.getvalue().encode("utf-8")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside the target, then rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def config_key(config: dict) -> str:
+    """A short stable hash of a configuration."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load(csv: Path, config: dict) -> pd.DataFrame | None:
+    """The stored frame if its manifest matches `config` and its bytes are intact, else None."""
+    manifest = csv.with_suffix(".json")
+    if not (csv.exists() and manifest.exists()):
+        return None
+    meta = json.loads(manifest.read_text())
+    data = csv.read_bytes()
+    if meta.get("key") != config_key(config) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
+        return None
+    return pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""])
+
+
+def save(csv: Path, frame: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """Write the CSV, then its manifest (config, its key, the CSV's hash): the manifest is the commit point."""
+    data = _csv_bytes(frame)
+    _atomic_write(csv, data)
+    meta = {"key": config_key(config), "sha256": hashlib.sha256(data).hexdigest(), "rows": len(frame), "config": config}
+    _atomic_write(csv.with_suffix(".json"), (json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n").encode())
+    return pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""])
+
+
+def cached(csv: Path, config: dict, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """Reuse the stored result for this config, or compute, store and return it (read back, so both paths agree)."""
+    frame = load(csv, config)
+    return frame if frame is not None else save(csv, compute(), config)

@@ -1,0 +1,162 @@
+"""Tasks: (input, output) pairs, how an answer is scored, and the per-tokenizer single-token filter."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tvlib.errors import TvlibError
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "tasks"
+CATEGORIES = ("algorithmic", "translation", "linguistic", "knowledge")
+ALGORITHMIC = ("next_letter", "prev_letter", "list_first", "list_last", "to_upper", "to_lower")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One demonstration or query: input x, expected output y, and other answers that also count."""
+
+    input: str
+    output: str
+    accept: tuple[str, ...] = ()
+
+    @property
+    def answers(self) -> tuple[str, ...]:
+        return (self.output, *self.accept)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named set of examples; `space` says whether prompts put a space before x and y (tokenizer-dependent)."""
+
+    name: str
+    category: str
+    examples: tuple[Example, ...]
+    space: bool = False
+    source: str = ""
+    meta: dict = field(default_factory=dict, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def score(self, prediction: str, example: Example) -> bool:
+        """The paper's scoring: stripped first token equals an answer; prefix either way for knowledge tasks."""
+        pred = prediction.strip()
+        if not pred:
+            return False
+        if self.category == "knowledge":
+            return any(a.startswith(pred) or pred.startswith(a) for a in example.answers)
+        return pred in example.answers
+
+    def fingerprint(self) -> str:
+        """A short hash of the examples actually used, for results manifests."""
+        blob = json.dumps([[e.input, e.output, list(e.accept)] for e in self.examples], ensure_ascii=False)
+        return hashlib.sha256(f"{self.space}|{blob}".encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- algorithmic tasks, generated in code
+
+
+def _algorithmic(kind: str) -> list[Example]:
+    """The six algorithmic tasks, generated deterministically (letters, and lists of common words)."""
+    lower, upper = string.ascii_lowercase, string.ascii_uppercase
+    if kind == "next_letter":
+        return [Example(a, b) for a, b in zip(lower[:-1], lower[1:])] + [Example(a, b) for a, b in zip(upper[:-1], upper[1:])]
+    if kind == "prev_letter":
+        return [Example(b, a) for a, b in zip(lower[:-1], lower[1:])] + [Example(b, a) for a, b in zip(upper[:-1], upper[1:])]
+    if kind in ("to_upper", "to_lower"):
+        items = list(lower) + _words()
+        return [Example(w, w.upper()) if kind == "to_upper" else Example(w.upper(), w) for w in items]
+    if kind in ("list_first", "list_last"):
+        words = _words()
+        items = []
+        for i in range(len(words)):
+            group = [words[(i + 7 * j) % len(words)] for j in range(3)]
+            items.append(Example(",".join(group), group[0] if kind == "list_first" else group[-1]))
+        return items
+    raise TvlibError(f"unknown algorithmic task {kind!r}")
+
+
+def _words() -> list[str]:
+    """Common English nouns for the case and list tasks (letters only, sorted)."""
+    return sorted(set("""
+    apple bank bird boat book bread car cat chair cloud coat cup dog door egg eye farm fish flag frog game
+    garden girl glass gold hand hat horse house ice island jacket key king lamp leaf lion milk moon mountain
+    mouse music night nose ocean paper park pen phone piano queen rain ring river road rock rose salt school
+    sea ship shoe sky snow song star stone street sun table tea tiger tooth tree wall water window wind wolf
+    wood world
+    """.split()))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def task_names() -> list[str]:
+    """Every task the project ships, algorithmic ones first, each category sorted."""
+    files = sorted(p.stem for p in DATA_DIR.glob("*.json"))
+    return [f"algorithmic_{k}" for k in sorted(ALGORITHMIC)] + [n for c in CATEGORIES[1:] for n in files if n.startswith(c + "_")]
+
+
+def _category(name: str) -> str:
+    head = name.split("_", 1)[0]
+    return head if head in CATEGORIES else "custom"
+
+
+def _examples_from_json(data: object, path: Path) -> list[Example]:
+    """Our format (a list of {input, output, accept?}) or the paper's (one object mapping input to output)."""
+    if isinstance(data, dict):
+        return [Example(str(k).strip(), str(v).strip()) for k, v in data.items()]
+    if isinstance(data, list) and all(isinstance(d, dict) and "input" in d and "output" in d for d in data):
+        return [Example(d["input"].strip(), d["output"].strip(), tuple(d.get("accept", ()))) for d in data]
+    raise TvlibError(f"{path}: expected a list of {{'input', 'output'}} objects or one object mapping input to output")
+
+
+def _clean(examples: list[Example]) -> tuple[Example, ...]:
+    """Sorted, first occurrence of each input kept, empty strings dropped: the faults of the upstream files."""
+    seen: dict[str, Example] = {}
+    for ex in examples:
+        if ex.input and ex.output and ex.input not in seen:
+            seen[ex.input] = ex
+    return tuple(seen[k] for k in sorted(seen))
+
+
+def load_task(name_or_path: str) -> Task:
+    """A task by name (`algorithmic_to_upper`, `translation_fr_en`, ...) or a path to a JSON file."""
+    path = Path(name_or_path)
+    if name_or_path.endswith(".json") or path.exists():
+        if not path.exists():
+            raise TvlibError(f"task file {path} does not exist")
+        examples = _examples_from_json(json.loads(path.read_text(encoding="utf-8")), path)
+        return Task(path.stem, _category(path.stem), _clean(examples), source=str(path))
+    if name_or_path.startswith("algorithmic_"):
+        return Task(name_or_path, "algorithmic", _clean(_algorithmic(name_or_path[len("algorithmic_"):])), source="code")
+    file = DATA_DIR / f"{name_or_path}.json"
+    if not file.exists():
+        raise TvlibError(f"unknown task {name_or_path!r}. Known tasks: {', '.join(task_names())}; "
+                         "or pass a path to a JSON file")
+    examples = _examples_from_json(json.loads(file.read_text(encoding="utf-8")), file)
+    return Task(name_or_path, _category(name_or_path), _clean(examples), source=f"data/tasks/{file.name}")
+
+
+# --------------------------------------------------------------------------- single-token filter
+
+
+def _single(tokenizer, text: str) -> bool:
+    return len(tokenizer.encode(text, add_special_tokens=False)) == 1
+
+
+def for_tokenizer(task: Task, tokenizer, min_examples: int = 0) -> Task:
+    """Keep examples whose output is one token, with or without a leading space (whichever keeps more), as the paper."""
+    plain = [e for e in task.examples if _single(tokenizer, e.output)]
+    spaced = [e for e in task.examples if _single(tokenizer, " " + e.output)]
+    space = len(spaced) > len(plain)
+    kept = tuple(spaced if space else plain)
+    if len(kept) < min_examples:
+        raise TvlibError(
+            f"task {task.name} has {len(kept)} examples with single-token outputs for this tokenizer "
+            f"({len(task.examples)} before filtering); it needs at least {min_examples} (demos + 1). "
+            "Use fewer demos or add examples.")
+    return replace(task, examples=kept, space=space)
