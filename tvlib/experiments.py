@@ -191,3 +191,31 @@ def vocabulary_projection(lm: LM, task: Task, layers: list[int], protocol: Proto
             if len(seen) == top:
                 break
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- one worked example, and the paper's averages
+
+
+def trace(lm: LM, task: Task, layer: int, protocol: Protocol, index: int = 0) -> dict:
+    """One test context through A and f: the prompts, theta's shape and norm, and the three predictions."""
+    task = prepare(lm, task, protocol)
+    context = sample_contexts(task, index + 1, protocol.demos, protocol.seed, "test", protocol.n_dummy)[index]
+    theta = task_vectors(lm, task, [context], protocol)[0, lm.check_layer(layer)]
+    bare = protocol.fmt.render((), context.query.input, task.space)
+    icl = protocol.fmt.render(context.demos, context.query.input, task.space)
+    return {
+        "task": task.name, "layer": layer, "n_layers": lm.n_layers, "expected": context.query.output,
+        "a_prompts": [protocol.fmt.render(context.demos, d.input, task.space) for d in context.dummies],
+        "bare_prompt": bare, "icl_prompt": icl, "theta_shape": tuple(theta.shape), "theta_norm": float(theta.norm()),
+        "baseline": predict(lm, [bare])[0].strip(), "regular": predict(lm, [icl])[0].strip(),
+        "hypothesis": predict(lm, [bare], theta[None], [layer])[0].strip(),
+    }
+
+
+def figure4_average(summary: pd.DataFrame, min_gain: float = 0.2) -> pd.Series:
+    """The paper's Figure 4 average: tasks where regular - baseline < 0.2 are dropped (ICL adds too little there)."""
+    kept = summary[summary["regular"] - summary["baseline"] >= min_gain]
+    out = kept[["baseline", "hypothesis", "regular"]].mean()
+    out["hypothesis / regular"] = out["hypothesis"] / out["regular"]
+    out["tasks kept"] = len(kept)
+    return out

@@ -30,7 +30,7 @@ class Runner:
     device: str = "cpu"
     dtype: str = "auto"
     protocol: Protocol = field(default_factory=Protocol)
-    results_dir: Path = store.RESULTS_DIR
+    results_dir: Path | str | None = None
     _lm: LM | None = None
 
     @property
@@ -41,7 +41,7 @@ class Runner:
 
     @property
     def folder(self) -> Path:
-        return Path(self.results_dir) / store.slug(self.model)
+        return Path(self.results_dir or store.RESULTS_DIR) / store.slug(self.model)
 
     def _config(self, kind: str, protocol: Protocol, **extra) -> dict:
         return {"experiment": kind, "model": self.model, "dtype": self.dtype, "protocol": protocol.config(),
@@ -118,6 +118,19 @@ class Runner:
         """Number of blocks, read from the stored dev sweep when there is one (no model load)."""
         main = self.main(task)
         return int(main.loc[main["split"] == "dev", "layer"].max()) + 1
+
+
+def task_list(tasks: str | list[str]) -> list[str]:
+    """'all', a category name ('knowledge'), a comma-separated string, or a list: the chapters' `tasks` parameter."""
+    from tvlib.tasks import CATEGORIES, task_names
+
+    if isinstance(tasks, str):
+        if tasks == "all":
+            return task_names()
+        if tasks in CATEGORIES:
+            return [t for t in task_names() if t.startswith(tasks + "_")]
+        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+    return list(tasks)
 
 
 def _progress(items: list, desc: str):

@@ -42,20 +42,21 @@ def tiny_config(arch: str, vocab_size: int, layers: int = 4):
     return AutoConfig.for_model(arch, **common, **sizes)
 
 
-def tiny_lm(arch: str, layers: int = 4, seed: int = 0) -> LM:
-    """A randomly initialised model of `arch` in float32 with the character tokenizer."""
+def tiny_lm(arch: str, layers: int = 4, seed: int = 0, tokenizer=None) -> LM:
+    """A randomly initialised model of `arch` in float32, with the character tokenizer unless one is given."""
     from transformers import AutoModelForCausalLM
 
-    tokenizer = char_tokenizer()
+    tokenizer = tokenizer or char_tokenizer()
     torch.manual_seed(seed)
     config = tiny_config(arch, len(tokenizer), layers)
+    config.tie_word_embeddings = True  # half the size when the vocabulary is large (Gemma's 262k)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return wrap(model, tokenizer, f"tiny-{arch}")
 
 
-def save_tiny(arch: str, folder: str | Path, layers: int = 4) -> Path:
+def save_tiny(arch: str, folder: str | Path, layers: int = 4, tokenizer=None) -> Path:
     """Write a tiny model to a folder, so it can be passed as `--model PATH` (papermill, the command line)."""
-    lm = tiny_lm(arch, layers)
+    lm = tiny_lm(arch, layers, tokenizer=tokenizer)
     folder = Path(folder)
     lm.model.save_pretrained(folder)
     lm.tokenizer.save_pretrained(folder)

@@ -1,0 +1,38 @@
+"""The paper's reported numbers (data/paper/), so every chapter can put them beside ours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+PAPER_DIR = Path(__file__).resolve().parents[1] / "data" / "paper"
+PEAK_LAYERS = {"LLaMA 7B": (14, 32), "GPT-J 6B": (12, 28), "Pythia 6.9B": (13, 32)}
+
+
+def table6() -> pd.DataFrame:
+    """Appendix Table 6: baseline / hypothesis / regular per model and task."""
+    return pd.read_csv(PAPER_DIR / "table6_main_results.csv")
+
+
+def table2() -> pd.DataFrame:
+    """Table 2: conflicting tasks on LLaMA 13B."""
+    return pd.read_csv(PAPER_DIR / "table2_conflicting_llama13B.csv")
+
+
+def dev_curves() -> pd.DataFrame:
+    """Dev accuracy by layer for GPT-J 6B, LLaMA 7B and Pythia 6.9B, with relative depth (layer + 1) / n_layers."""
+    curves = pd.read_csv(PAPER_DIR / "dev_accuracy_by_layer.csv")
+    n_layers = pd.read_csv(PAPER_DIR / "dev_summary.csv").groupby("model")["n_layers"].first()
+    curves["depth"] = (curves["layer"] + 1) / curves["model"].map(n_layers)
+    return curves
+
+
+def dev_summary() -> pd.DataFrame:
+    """Best dev layer and accuracies per model and task."""
+    return pd.read_csv(PAPER_DIR / "dev_summary.csv")
+
+
+def top_tokens() -> pd.DataFrame:
+    """The paper's top vocabulary-projection tokens."""
+    return pd.read_csv(PAPER_DIR / "top_tokens.csv", keep_default_na=False)
