@@ -40,7 +40,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     from tvlib.experiments import Protocol, dev_curve, evaluate_task, summarize
     from tvlib.models import load_model
-    from tvlib.store import _atomic_write, _csv_bytes
+    from tvlib.store import write_csv
     from tvlib.tasks import load_task
 
     protocol = Protocol(n_dev=args.n_dev, n_test=args.n_test, n_baseline=args.n_baseline, demos=args.demos,
@@ -62,7 +62,7 @@ def _evaluate(args: argparse.Namespace) -> None:
                   f"hypothesis {out['hypothesis']:.2f} at layer {out['best_layer']} of {lm.n_layers}")
             print("  dev accuracy by layer: " + " ".join(f"{a:.2f}" for a in curve), flush=True)
     if args.out:
-        _atomic_write(__import__("pathlib").Path(args.out), _csv_bytes(pd.concat(frames, ignore_index=True)))
+        write_csv(args.out, pd.concat(frames, ignore_index=True))
 
 
 def _tasks(args: argparse.Namespace) -> None:

@@ -53,4 +53,5 @@ def tsne(vectors: np.ndarray, seed: int = 41) -> np.ndarray:
     """2-D t-SNE of the vectors (random_state 41 as the paper), for the scatter plot."""
     from sklearn.manifold import TSNE
 
-    return TSNE(n_components=2, random_state=seed, init="pca", perplexity=30).fit_transform(vectors)
+    perplexity = min(30.0, (len(vectors) - 1) / 3)  # sklearn needs perplexity < n_samples
+    return TSNE(n_components=2, random_state=seed, init="pca", perplexity=perplexity).fit_transform(vectors)

@@ -29,6 +29,11 @@ def _csv_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    """A tidy frame to CSV, atomically and byte-reproducibly (the command line's --out)."""
+    _atomic_write(Path(path), _csv_bytes(frame))
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary file beside the target, then rename: a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,91 @@
+"""Every experiment's plumbing on a tiny random model: shapes, tidy columns, caching, determinism."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tvlib import clusters, experiments
+from tvlib.experiments import Protocol
+from tvlib.runs import Runner, task_list
+from tvlib.tasks import load_task
+from tvlib.tiny import tiny_lm
+
+SMALL = Protocol(n_dev=4, n_test=4, n_baseline=4, demos=3)
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return tiny_lm("llama")
+
+
+def test_the_main_experiment_is_tidy_and_complete(lm):
+    frame = experiments.evaluate_task(lm, load_task("algorithmic_to_upper"), SMALL)
+    counts = frame.groupby(["split", "method"]).size().to_dict()
+    assert counts == {("baseline", "baseline"): 4, ("dev", "hypothesis"): 4 * lm.n_layers,
+                      ("test", "hypothesis"): 4, ("test", "regular"): 4}
+    summary = experiments.summarize(frame)
+    assert list(summary.columns) == ["task", "category", "baseline", "regular", "hypothesis", "best_layer"]
+    curve = experiments.dev_curve(frame)
+    assert summary["best_layer"].iloc[0] == experiments.best_layer(curve)
+
+
+def test_the_main_experiment_is_deterministic(lm):
+    task = load_task("algorithmic_next_letter")
+    a = experiments.evaluate_task(lm, task, SMALL)
+    b = experiments.evaluate_task(lm, task, SMALL)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_ties_go_to_the_lowest_layer():
+    curve = pd.DataFrame({"layer": [3, 1, 2, 0], "accuracy": [0.5, 0.9, 0.9, 0.1]})
+    assert experiments.best_layer(curve) == 1
+
+
+def test_conflicting_tasks_score_both_labels(lm):
+    frame = experiments.conflicting(lm, load_task("algorithmic_next_letter"), load_task("algorithmic_to_upper"),
+                                    1, SMALL, n=5)
+    assert len(frame) == 10 and set(frame["method"]) == {"regular", "patched"}
+    row = frame.iloc[0]
+    assert row["label_b"] == row["query"].upper() and row["label_a"] == chr(ord(row["query"]) + 1)
+
+
+def test_the_vocabulary_projection_keeps_alphabetic_distinct_tokens(lm):
+    frame = experiments.vocabulary_projection(lm, load_task("algorithmic_to_upper"), [0, 2], SMALL, top=5)
+    assert set(frame["layer"]) == {0, 2}
+    for _, group in frame.groupby("layer"):
+        assert group["rank"].tolist() == list(range(1, len(group) + 1))
+        assert all(t.isalpha() for t in group["token"]) and group["token"].str.lower().is_unique
+
+
+def test_clustering_scores_see_clusters_and_noise():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16)) * 5
+    tight = np.concatenate([c + rng.normal(size=(10, 16)) * 0.1 for c in centres])
+    labels = [t for t in "abc" for _ in range(10)]
+    scores = clusters.scores(tight, labels).set_index("metric")["value"]
+    assert scores["5-NN task accuracy"] == 1.0 and scores["silhouette (cosine)"] > 0.8
+    noise = clusters.scores(rng.normal(size=(30, 16)), labels).set_index("metric")["value"]
+    assert noise["silhouette (cosine)"] < 0.2
+    pairs = clusters.distance_pairs(tight, labels)
+    assert len(pairs) == 30 * 29 // 2 and (pairs["kind"] == "within task").sum() == 3 * 45
+
+
+def test_runner_stores_and_reuses_every_experiment(lm, tmp_path):
+    runner = Runner("tiny", protocol=SMALL, results_dir=tmp_path, _lm=lm)
+    tasks = ["algorithmic_next_letter", "algorithmic_to_upper"]
+    main = runner.main_all(tasks)
+    robust = runner.robustness(tasks, layer=1, n=8, demos=3)
+    assert set(robust) == {"tsne", "distances", "scores"} and len(robust["tsne"]) == 16
+    projection = runner.projection(tasks, offsets=(0,), top=3)
+    assert set(projection["task"]) == set(tasks)
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.csv"))
+    assert "tiny/main/algorithmic_to_upper.csv" in written and "tiny/robustness/tsne.csv" in written
+    runner._lm = None  # everything is stored now: asking again must not need the model
+    pd.testing.assert_frame_equal(runner.main_all(tasks), main)
+    pd.testing.assert_frame_equal(runner.robustness(tasks, layer=1, n=8, demos=3)["scores"], robust["scores"])
+
+
+def test_task_list_parameter():
+    assert task_list("algorithmic_to_upper, algorithmic_to_lower") == ["algorithmic_to_upper", "algorithmic_to_lower"]
+    assert all(t.startswith("knowledge_") for t in task_list("knowledge")) and len(task_list("knowledge")) == 4
+    assert len(task_list("all")) == 18
