@@ -1,10 +1,12 @@
 """The chapters rerun on another model through papermill, without editing a notebook; stored results stay fresh."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tvlib import book
 from tvlib.models import load_tokenizer
 from tvlib.runs import Runner
 from tvlib.store import RESULTS_DIR
@@ -20,19 +22,20 @@ def tiny_model(tmp_path_factory):
 
 
 def test_the_accuracy_chapter_runs_on_another_model(tiny_model, tmp_path):
-    import papermill
-
-    out = tmp_path / "out.ipynb"
-    papermill.execute_notebook(
-        str(ROOT / "chapters" / "03_accuracy.ipynb"), str(out), kernel_name="python3", cwd=str(ROOT / "chapters"),
-        parameters={"model": str(tiny_model), "tasks": "algorithmic_to_upper,algorithmic_next_letter",
-                    "n_dev": 4, "n_test": 4, "n_baseline": 4, "results_dir": str(tmp_path / "results")},
-        progress_bar=False)
+    """What `python -m tvlib run-book --chapter 03 --model PATH --out DIR -p ...` does: papermill, no edits."""
+    params = {"model": str(tiny_model), "tasks": "algorithmic_to_upper,algorithmic_next_letter",
+              "n_dev": 4, "n_test": 4, "n_baseline": 4, "results_dir": str(tmp_path / "results")}
+    [out] = book.run(["03"], tmp_path / "executed", params)
+    nb = json.loads(out.read_text())
+    assert "papermill" not in nb["metadata"]
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1 and "remove-cell" in injected[0]["metadata"]["tags"]
+    assert not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
     stored = sorted((tmp_path / "results" / tiny_model.name / "main").glob("*.csv"))
     assert [p.stem for p in stored] == ["algorithmic_next_letter", "algorithmic_to_upper"]
     frame = pd.read_csv(stored[0])
     assert set(frame["layer"].dropna().astype(int)) == {0, 1, 2, 3}  # the tiny model's 4 blocks were swept
-    assert "str(tiny_model)" not in out.read_text() and str(tiny_model) in out.read_text()
+    assert str(tiny_model) in "".join(injected[0]["source"])
 
 
 def test_a_committed_result_is_reproduced_from_scratch(tmp_path):

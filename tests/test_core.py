@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tvlib.errors import TvlibError
-from tvlib.models import LAYOUTS
+from tvlib.models import LAYOUTS, _generic_layout
 from tvlib.prompts import encode
 from tvlib.tiny import ARCHITECTURES, tiny_lm
 from tvlib.vectors import block_hooks, last_logits, last_token_states
@@ -19,6 +19,13 @@ def lm(request):
 
 def test_a_tokenizer_without_a_pad_token_pads_with_eos(lm):
     assert lm.tokenizer.pad_token == lm.tokenizer.eos_token and lm.tokenizer.padding_side == "left"
+
+
+def test_the_generic_fallback_finds_what_the_table_says(lm):
+    guess = _generic_layout(lm.model)
+    assert lm.model.get_submodule(guess.blocks) is lm.blocks
+    assert lm.model.get_submodule(guess.norm) is lm.final_norm
+    assert lm.model.get_submodule(guess.unembed) is lm.unembed
 
 
 def test_every_architecture_is_in_the_table():

@@ -61,3 +61,9 @@ def test_bad_input_is_one_clear_line_not_a_traceback(args, message):
     out = _cli(*args)
     assert out.returncode == 2
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_asking_for_a_gpu_without_one_says_so():
+    out = _cli("evaluate", "--task", "algorithmic_to_upper", "--device", "cuda")
+    assert out.returncode == 2 and "torch sees no CUDA GPU" in out.stderr and "Traceback" not in out.stderr

@@ -1,10 +1,12 @@
-"""The command line: `evaluate` runs the paper's main experiment; `tasks` lists the data."""
+"""The command line: `evaluate` runs the paper's main experiment; `tasks` lists the data; `run-book` the chapters."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from pathlib import Path
 
 from tvlib.errors import TvlibError
 from tvlib.models import DEFAULT_MODEL
@@ -32,7 +34,26 @@ def _parser() -> argparse.ArgumentParser:
     ts = sub.add_parser("tasks", help="list the tasks with their sizes")
     ts.add_argument("--model", default=DEFAULT_MODEL, help="tokenizer for the single-token count")
     ts.add_argument("--json", action="store_true")
+    rb = sub.add_parser("run-book", help="execute the chapters with papermill (in place, or into --out)")
+    rb.add_argument("--model", default=DEFAULT_MODEL)
+    rb.add_argument("--device", default="cpu")
+    rb.add_argument("--dtype", default="auto")
+    rb.add_argument("--chapter", action="append", help="e.g. 03 or 03_accuracy; repeat; default: all")
+    rb.add_argument("--out", help="folder for the executed notebooks; default: overwrite chapters/ in place")
+    rb.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
+                    help="any other chapter parameter, e.g. -p tasks knowledge -p n_test 20")
     return parser
+
+
+def _run_book(args: argparse.Namespace) -> None:
+    from tvlib.book import run
+
+    params = {"model": args.model, "device": args.device, "dtype": args.dtype}
+    for name, value in args.param:
+        params[name] = int(value) if value.lstrip("-").isdigit() else value
+    if args.out is None and args.model != DEFAULT_MODEL:
+        raise TvlibError("pass --out DIR for another model: chapters/ holds the default model's outputs")
+    run(args.chapter, Path(args.out) if args.out else None, params)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -81,8 +102,9 @@ def _tasks(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a TvlibError prints its message (which names the fix) and exits 2, with no traceback."""
     args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="tvlib: %(message)s")
     try:
-        {"evaluate": _evaluate, "tasks": _tasks}[args.command](args)
+        {"evaluate": _evaluate, "tasks": _tasks, "run-book": _run_book}[args.command](args)
     except TvlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

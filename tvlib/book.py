@@ -1,0 +1,54 @@
+"""Execute the book's chapters with papermill for any model and device, and keep the stored notebooks tidy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tvlib.errors import TvlibError
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = ROOT / "chapters"
+
+
+def chapters(selected: list[str] | None = None) -> list[Path]:
+    """The chapter notebooks in order, or those whose name starts with one of `selected` ('03', '03_accuracy')."""
+    found = sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
+    if not selected:
+        return found
+    chosen = [p for p in found if any(p.stem.startswith(s) for s in selected)]
+    if not chosen:
+        raise TvlibError(f"no chapter matches {selected}; chapters are: {', '.join(p.stem for p in found)}")
+    return chosen
+
+
+def _tidy(path: Path) -> None:
+    """Drop papermill's per-cell timings and the kernel's run metadata: the same results give the same file."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    nb["metadata"].pop("papermill", None)
+    nb["metadata"].pop("widgets", None)
+    nb["metadata"].pop("jupytext", None)
+    for cell in nb["cells"]:
+        cell.get("metadata", {}).pop("papermill", None)
+        cell.get("metadata", {}).pop("execution", None)
+        if cell.get("metadata", {}).get("tags") == ["injected-parameters"]:
+            cell["metadata"]["tags"] = ["injected-parameters", "remove-cell"]
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def run(selected: list[str] | None, out_dir: Path | None, parameters: dict) -> list[Path]:
+    """Execute chapters (in place when out_dir is None), each in chapters/ as Jupyter Book and nbval do."""
+    import papermill
+
+    written = []
+    for notebook in chapters(selected):
+        target = notebook if out_dir is None else Path(out_dir) / notebook.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.running")
+        papermill.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name="python3",
+                                   cwd=str(CHAPTERS), progress_bar=False)
+        _tidy(tmp)
+        tmp.replace(target)  # a failed chapter never overwrites the stored one
+        written.append(target)
+        print(f"executed {notebook.name} -> {target}", flush=True)
+    return written
