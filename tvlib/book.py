@@ -44,7 +44,7 @@ def run(selected: list[str] | None, out_dir: Path | None, parameters: dict) -> l
     for notebook in chapters(selected):
         target = notebook if out_dir is None else Path(out_dir) / notebook.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.running")
+        tmp = target.with_name(f".{target.stem}.running.ipynb")
         papermill.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name="python3",
                                    cwd=str(CHAPTERS), progress_bar=False)
         _tidy(tmp)

@@ -102,7 +102,10 @@ def _tasks(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a TvlibError prints its message (which names the fix) and exits 2, with no traceback."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="tvlib: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("tvlib: %(message)s"))
+    logging.getLogger("tvlib").addHandler(handler)
+    logging.getLogger("tvlib").setLevel(logging.INFO)
     try:
         {"evaluate": _evaluate, "tasks": _tasks, "run-book": _run_book}[args.command](args)
     except TvlibError as err:

@@ -45,8 +45,13 @@ def scores(vectors: np.ndarray, labels: list[str], k: int = 5) -> pd.DataFrame:
     np.fill_diagonal(dist, 0.0)
     sil = float(silhouette_score(dist, lab, metric="precomputed"))
     chance = float(pd.Series(lab).value_counts(normalize=True).max())
-    return pd.DataFrame({"metric": [f"{k}-NN task accuracy", "chance (largest task share)", "silhouette (cosine)"],
-                         "value": [knn, chance, sil]})
+    same = lab[:, None] == lab[None, :]
+    off_diagonal = ~np.eye(len(lab), dtype=bool)
+    within, across = float(dist[same & off_diagonal].mean()), float(dist[~same].mean())
+    return pd.DataFrame({
+        "metric": [f"{k}-NN task accuracy", "chance (largest task share)", "silhouette (cosine)",
+                   "mean cosine distance within task", "mean cosine distance across tasks"],
+        "value": [knn, chance, sil, within, across]})
 
 
 def tsne(vectors: np.ndarray, seed: int = 41) -> np.ndarray:

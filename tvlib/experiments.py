@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
@@ -172,8 +173,13 @@ def conflicting(lm: LM, task_a: Task, task_b: Task, layer: int, protocol: Protoc
 # --------------------------------------------------------------------------- interpretation: theta on the vocabulary
 
 
+def is_latin_word(text: str) -> bool:
+    """Letters of the Latin script only: the paper's 'alphabetic tokens' for a multilingual vocabulary."""
+    return text.isalpha() and all("LATIN" in unicodedata.name(ch, "") for ch in text)
+
+
 def vocabulary_projection(lm: LM, task: Task, layers: list[int], protocol: Protocol, top: int = 20) -> pd.DataFrame:
-    """Mean theta over test contexts, through the final norm and unembedding: its top alphabetic tokens per layer."""
+    """Mean theta over test contexts, through the final norm and unembedding: its top Latin-letter tokens per layer."""
     task = prepare(lm, task, protocol)
     contexts = sample_contexts(task, protocol.n_test, protocol.demos, protocol.seed, "test", protocol.n_dummy)
     mean = task_vectors(lm, task, contexts, protocol).mean(0)
@@ -184,7 +190,7 @@ def vocabulary_projection(lm: LM, task: Task, layers: list[int], protocol: Proto
         seen: set[str] = set()
         for token_id in order:
             word = lm.tokenizer.decode([token_id]).strip()
-            if word.isalpha() and word.lower() not in seen:
+            if is_latin_word(word) and word.lower() not in seen:
                 seen.add(word.lower())
                 rows.append({"task": task.name, "layer": layer, "rank": len(seen), "token": word,
                              "logit": float(logits[token_id])})

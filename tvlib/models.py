@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -16,6 +17,8 @@ from torch import nn
 
 from tvlib.errors import TvlibError
 
+# transformers imports tqdm.auto, which warns in every notebook without ipywidgets; its text bars are fine.
+warnings.filterwarnings("ignore", message="IProgress not found")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 

@@ -8,6 +8,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from tvlib.tasks import short_name
+
 METHOD_COLORS = {"baseline": "#9e9e9e", "hypothesis": "#1f77b4", "regular": "#ff7f0e"}
 CATEGORY_ORDER = ["algorithmic", "translation", "linguistic", "knowledge"]
 
@@ -41,7 +43,7 @@ def mechanism() -> plt.Figure:
     arrow((7.2, 2.75), (6.0, 1.4), "patch at L")
     arrow((3.3, 0.9), (4.0, 0.9))
     arrow((7.6, 0.9), (8.3, 0.9))
-    ax.set_title("T([S, x]) = f(x; A(S)): the prompt is squeezed into one vector, and that vector alone steers f")
+    ax.set_title("T([S, x]) = f(x; A(S)): the demonstrations become one vector, theta")
     return fig
 
 
@@ -92,7 +94,7 @@ def accuracy_bars(summary: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(12, 4.5))
     sns.barplot(long, x="task", y="accuracy", hue="method", palette=METHOD_COLORS, ax=ax,
                 hue_order=["baseline", "hypothesis", "regular"])
-    ax.set_xticks(ax.get_xticks(), [t.split("_", 1)[1] for t in long["task"].unique()], rotation=60, ha="right")
+    ax.set_xticks(ax.get_xticks(), [short_name(t) for t in long["task"].unique()], rotation=60, ha="right")
     ax.set_xlabel("")
     ax.set_ylim(0, 1.02)
     fig.tight_layout()
@@ -107,7 +109,7 @@ def tsne_scatter(points: pd.DataFrame) -> plt.Figure:
     palette = dict(zip(tasks, sns.color_palette("tab20", len(tasks))))
     sns.scatterplot(points, x="x", y="y", hue="task", hue_order=tasks, palette=palette, s=18, ax=ax, linewidth=0)
     for task, frame in points.groupby("task"):
-        ax.text(frame["x"].median(), frame["y"].median(), task.split("_", 1)[1], fontsize=7, ha="center",
+        ax.text(frame["x"].median(), frame["y"].median(), short_name(task), fontsize=7, ha="center",
                 weight="bold", color=palette[task])
     ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=7, markerscale=1.2)
     ax.set_xlabel("t-SNE 1"), ax.set_ylabel("t-SNE 2")
@@ -140,6 +142,7 @@ def conflict_bars(table: pd.DataFrame) -> plt.Figure:
     g.set_xticklabels(["ICL, A", "ICL, B", "patched, A", "patched, B"], rotation=30)
     g.set_axis_labels("", "accuracy")
     g.set_titles("{col_name}", size=9)
+    sns.move_legend(g, "lower right", bbox_to_anchor=(0.95, 0.1), title="")
     g.figure.tight_layout()
     return g.figure
 

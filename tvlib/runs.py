@@ -134,6 +134,6 @@ def task_list(tasks: str | list[str]) -> list[str]:
 
 
 def _progress(items: list, desc: str):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(items, desc=desc, leave=False, disable=len(items) < 2 or None)

@@ -100,6 +100,12 @@ def task_names() -> list[str]:
     return [f"algorithmic_{k}" for k in sorted(ALGORITHMIC)] + [n for c in CATEGORIES[1:] for n in files if n.startswith(c + "_")]
 
 
+def short_name(name: str) -> str:
+    """'translation_fr_en' -> 'fr_en': the task without its category, for narrow tables and plot labels."""
+    head, _, rest = name.partition("_")
+    return rest if head in CATEGORIES and rest else name
+
+
 def _category(name: str) -> str:
     head = name.split("_", 1)[0]
     return head if head in CATEGORIES else "custom"

@@ -38,7 +38,7 @@ def block_hooks(lm: LM, make: Callable[[int], Callable]) -> Iterator[None]:
 def _progress(items: list, desc: str, progress: bool):
     if not progress or len(items) < 2:
         return items
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(items, desc=desc, leave=False)
 
