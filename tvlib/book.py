@@ -33,6 +33,7 @@ def _tidy(path: Path) -> None:
         cell.get("metadata", {}).pop("execution", None)
         if cell.get("metadata", {}).get("tags") == ["injected-parameters"]:
             cell["metadata"]["tags"] = ["injected-parameters", "remove-cell"]
+            cell["id"] = "injected-parameters"  # papermill draws a fresh random id on every run
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

@@ -152,7 +152,7 @@ def ratio_strip(summary: pd.DataFrame) -> plt.Figure:
     _style()
     data = summary.assign(ratio=summary["hypothesis"] / summary["regular"].replace(0, np.nan))
     fig, ax = plt.subplots(figsize=(8, 3.2))
-    sns.stripplot(data, x="ratio", y="category", order=CATEGORY_ORDER, size=7, ax=ax, hue="category", legend=False)
+    sns.swarmplot(data, x="ratio", y="category", order=CATEGORY_ORDER, size=7, ax=ax, hue="category", legend=False)
     ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("hypothesis / regular accuracy")
     ax.set_ylabel("")
