@@ -296,7 +296,8 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torc
     hf_logging.disable_progress_bar()  # per-tensor bars drown the output of notebooks and logs
     _check_device(device)
     source = resolve(name)
-    gguf = {"gguf_file": _gguf_file(source)} if _gguf_file(source) else {}
+    gguf_file = _gguf_file(source)
+    gguf = {"gguf_file": gguf_file} if gguf_file else {}
     placement = {"device_map": "auto"} if device == "auto" else {}
     start = time.perf_counter()
     try:
@@ -323,7 +324,8 @@ def load_tokenizer(name: str = DEFAULT_MODEL):
 
     source = resolve(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": _gguf_file(source)} if _gguf_file(source) else {}))
+        gguf_file = _gguf_file(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
     except OSError as err:
         raise _unknown_model(name) from err
     if tokenizer.pad_token is None:

@@ -12,6 +12,7 @@ from tvlib import __version__, clusters, experiments, store
 from tvlib.experiments import Protocol
 from tvlib.models import DEFAULT_MODEL, LM, load_model
 from tvlib.tasks import load_task
+from tvlib.vectors import progress_bar
 
 CONFLICTS = (
     ("algorithmic_next_letter", "algorithmic_to_upper"),
@@ -104,7 +105,8 @@ class Runner:
         layers = self.best_layers(tasks)
         frames = []
         for task in _progress(tasks, "projections"):
-            wanted = sorted({min(max(layers[task] + o, 0), self._n_layers(task) - 1) for o in offsets})
+            last = self._n_layers(task) - 1
+            wanted = sorted({min(max(layers[task] + o, 0), last) for o in offsets})
             config = self._config("projection", self.protocol, task=task, layers=wanted, top=top,
                                   data=load_task(task).fingerprint())
             frames.append(store.cached(
@@ -134,6 +136,4 @@ def task_list(tasks: str | list[str]) -> list[str]:
 
 
 def _progress(items: list, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, leave=False, disable=len(items) < 2 or None)
+    return progress_bar(list(items), desc, enabled=None)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -35,21 +37,26 @@ def block_hooks(lm: LM, make: Callable[[int], Callable]) -> Iterator[None]:
             handle.remove()
 
 
-def _progress(items: list, desc: str, progress: bool):
-    if not progress or len(items) < 2:
+def progress_bar(items: list, desc: str, enabled: bool | None = True):
+    """A tqdm bar over items when enabled (None: only on a terminal); plain items for short or silent loops."""
+    if enabled is False or len(items) < 2:
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, leave=False)
+    return tqdm(items, desc=desc, leave=False, disable=None if enabled is None else False)
 
 
-def _forward(lm: LM, texts: list[str], **extra) -> torch.Tensor:
-    """Last-position logits of one left-padded batch (only the last position is unembedded)."""
+@lru_cache(maxsize=None)
+def _keeps_last_logits(model_class: type) -> bool:
+    """Whether forward() takes logits_to_keep (unembed only the last position; Gemma's 262k vocabulary needs it)."""
+    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
+
+
+def _forward(lm: LM, texts: list[str]) -> torch.Tensor:
+    """Last-position logits of one left-padded batch."""
     batch = encode(lm.tokenizer, texts).to(lm.device)
-    try:
-        out = lm.model(**batch.kwargs(), logits_to_keep=1, use_cache=False, **extra)
-    except TypeError:
-        out = lm.model(**batch.kwargs(), use_cache=False, **extra)
+    keep = {"logits_to_keep": 1} if _keeps_last_logits(type(lm.model)) else {}
+    out = lm.model(**batch.kwargs(), use_cache=False, **keep)
     return out.logits[:, -1].float()
 
 
@@ -57,7 +64,7 @@ def _forward(lm: LM, texts: list[str], **extra) -> torch.Tensor:
 def last_token_states(lm: LM, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> torch.Tensor:
     """A: output of every block at the last token, shape [len(texts), n_layers, d_model], float32 on the CPU."""
     results: list[torch.Tensor] = []
-    for group in _progress(chunks(list(texts), batch_size), "A (theta)", progress):
+    for group in progress_bar(chunks(list(texts), batch_size), "A (theta)", progress):
         states: dict[int, torch.Tensor] = {}
 
         def make(layer: int):
@@ -105,7 +112,7 @@ def predict(lm: LM, texts: Sequence[str], thetas: torch.Tensor | None = None, la
     """Greedy next token for each prompt, decoded (optionally patched): the paper's one-token answer."""
     ids: list[int] = []
     index = list(range(len(texts)))
-    for group in _progress(chunks(index, batch_size), desc, progress):
+    for group in progress_bar(chunks(index, batch_size), desc, progress):
         batch_texts = [texts[i] for i in group]
         if thetas is None:
             logits = last_logits(lm, batch_texts)
