@@ -1,14 +1,17 @@
 """Every experiment's plumbing on a tiny random model: shapes, tidy columns, caching, determinism."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from tvlib import clusters, experiments
+from tvlib import clusters, experiments, vectors
 from tvlib.experiments import Protocol
 from tvlib.runs import Runner, task_list
-from tvlib.tasks import load_task
-from tvlib.tiny import tiny_lm
+from tvlib.tasks import Example, Task, load_task
+from tvlib.tiny import ARCHITECTURES, tiny_lm
 
 SMALL = Protocol(n_dev=4, n_test=4, n_baseline=4, demos=3)
 
@@ -22,11 +25,43 @@ def test_the_main_experiment_is_tidy_and_complete(lm):
     frame = experiments.evaluate_task(lm, load_task("algorithmic_to_upper"), SMALL)
     counts = frame.groupby(["split", "method"]).size().to_dict()
     assert counts == {("baseline", "baseline"): 4, ("dev", "hypothesis"): 4 * lm.n_layers,
-                      ("test", "hypothesis"): 4, ("test", "regular"): 4}
+                      ("test", "hypothesis"): 4 * lm.n_layers, ("test", "regular"): 4}
+    assert frame["margin"].ge(0).all() and frame["margin"].notna().all()
     summary = experiments.summarize(frame)
     assert list(summary.columns) == ["task", "category", "baseline", "regular", "hypothesis", "best_layer"]
     curve = experiments.dev_curve(frame)
-    assert summary["best_layer"].iloc[0] == experiments.best_layer(curve)
+    layer = experiments.best_layer(curve)
+    assert summary["best_layer"].iloc[0] == layer
+    at_layer = frame[(frame["split"] == "test") & (frame["method"] == "hypothesis") & (frame["layer"] == layer)]
+    assert summary["hypothesis"].iloc[0] == at_layer["correct"].mean()
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_the_fast_path_gives_the_reference_paths_answers(arch):
+    """KV reuse (shared demonstrations, one bare-query pass per sweep) against one plain pass per prompt."""
+    tiny = tiny_lm(arch)
+    # Inputs of 1-6 characters: prefixes and bare queries of many lengths in one batch, single-character outputs.
+    words = ["a", "be", "cat", "dove", "eagle", "falcon", "go", "hat", "ice", "jam", "kite", "lemon"]
+    task = Task("first_letter", "custom", tuple(Example(w, w[0].upper()) for w in words))
+    protocol = Protocol(n_dev=5, n_test=5, n_baseline=3, demos=2, batch_size=3)
+    fast = experiments.evaluate_task(tiny, task, protocol)
+    naive = experiments.evaluate_task(tiny, task, replace(protocol, fast=False))
+    assert len({len(q) for q in fast["query"]}) > 1
+    pd.testing.assert_frame_equal(fast.drop(columns="margin"), naive.drop(columns="margin"))
+    np.testing.assert_allclose(fast["margin"], naive["margin"], atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_fast_theta_and_icl_logits_match_plain_passes(arch):
+    tiny = tiny_lm(arch)
+    groups = [["example:ab->AB\nexample:cd->CD\nexample:x->", "example:ab->AB\nexample:cd->CD\nexample:yyz->"],
+              ["example:hello->HELLO\nexample:t->", "example:hello->HELLO\nexample:sun->", "example:q->"]]
+    flat = [t for g in groups for t in g]
+    states, answers = vectors.states_and_answers(tiny, groups, batch_size=1)
+    torch.testing.assert_close(states, vectors.last_token_states(tiny, flat), rtol=1e-4, atol=1e-4)
+    reference = vectors.predict(tiny, flat)
+    assert answers.ids == reference.ids
+    np.testing.assert_allclose(answers.margins, reference.margins, atol=1e-4)
 
 
 def test_the_main_experiment_is_deterministic(lm):

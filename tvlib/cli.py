@@ -26,7 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--dummies", type=int, default=2, help="dummy queries averaged into theta (paper: 2)")
     ev.add_argument("--seed", type=int, default=41)
     ev.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (accelerate device_map)")
-    ev.add_argument("--dtype", default="auto", help="auto (bfloat16), float32, bfloat16 or float16")
+    ev.add_argument("--dtype", default="auto",
+                    help="auto (bfloat16 on a GPU or a CPU with native bfloat16, else float32), float32, bfloat16 "
+                         "or float16 (default: %(default)s)")
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--json", action="store_true", help="one JSON object per task per line")
     ev.add_argument("--out", help="also write every prediction to this CSV file")
@@ -37,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     rb = sub.add_parser("run-book", help="execute the chapters with papermill (in place, or into --out)")
     rb.add_argument("--model", default=DEFAULT_MODEL)
     rb.add_argument("--device", default="cpu")
-    rb.add_argument("--dtype", default="auto")
+    rb.add_argument("--dtype", default="float32", help="the stored results are float32 (default: %(default)s)")
     rb.add_argument("--chapter", action="append", help="e.g. 03 or 03_accuracy; repeat; default: all")
     rb.add_argument("--out", help="folder for the executed notebooks; default: overwrite chapters/ in place")
     rb.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],

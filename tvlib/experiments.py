@@ -11,7 +11,7 @@ import torch
 from tvlib.models import LM
 from tvlib.prompts import PAPER_FORMAT, Context, PromptFormat, sample_contexts, sample_queries
 from tvlib.tasks import Task, for_tokenizer
-from tvlib.vectors import last_token_states, predict
+from tvlib.vectors import Answers, last_token_states, predict, states_and_answers, sweep
 
 
 @dataclass(frozen=True)
@@ -26,12 +26,13 @@ class Protocol:
     seed: int = 41
     batch_size: int = 32
     progress: bool = False
+    fast: bool = True
     fmt: PromptFormat = field(default_factory=lambda: PAPER_FORMAT)
 
     def config(self) -> dict:
-        """What determines the results (everything but batch size and progress bars)."""
+        """What determines the results: everything but how they are computed (batch size, progress, fast path)."""
         out = asdict(self)
-        out.pop("batch_size"), out.pop("progress")
+        out.pop("batch_size"), out.pop("progress"), out.pop("fast")
         return out
 
 
@@ -40,12 +41,15 @@ def prepare(lm: LM, task: Task, protocol: Protocol) -> Task:
     return for_tokenizer(task, lm.tokenizer, min_examples=protocol.demos + 1)
 
 
-def _rows(task: Task, method: str, queries, predictions, layer=None, split="test") -> pd.DataFrame:
+def _rows(lm: LM, task: Task, method: str, queries, answers: Answers, layer=None, split="test") -> pd.DataFrame:
+    """One row per prediction; `margin` (top-2 logit gap) marks the answers a different CPU could flip."""
+    predictions = answers.texts(lm)
     return pd.DataFrame({
         "task": task.name, "split": split, "method": method, "layer": layer,
         "context": range(len(queries)), "query": [q.input for q in queries], "expected": [q.output for q in queries],
         "prediction": [p.strip() for p in predictions],
         "correct": [task.score(p, q) for p, q in zip(predictions, queries)],
+        "margin": answers.margins,
     })
 
 
@@ -53,33 +57,55 @@ def baseline(lm: LM, task: Task, protocol: Protocol) -> pd.DataFrame:
     """The query alone, no demonstrations and no patch: what the model knows without ICL."""
     queries = sample_queries(task, protocol.n_baseline, protocol.seed)
     texts = [protocol.fmt.render((), q.input, task.space) for q in queries]
-    return _rows(task, "baseline", queries, predict(lm, texts, batch_size=protocol.batch_size), split="baseline")
+    return _rows(lm, task, "baseline", queries, predict(lm, texts, batch_size=protocol.batch_size), split="baseline")
 
 
 def regular(lm: LM, task: Task, contexts: list[Context], protocol: Protocol, split: str = "test") -> pd.DataFrame:
-    """Ordinary k-shot ICL on the given contexts."""
+    """Ordinary k-shot ICL on the given contexts (the reference path; the fast one comes with `contexts_pass`)."""
     texts = [protocol.fmt.render(c.demos, c.query.input, task.space) for c in contexts]
     preds = predict(lm, texts, batch_size=protocol.batch_size, progress=protocol.progress, desc="ICL")
-    return _rows(task, "regular", [c.query for c in contexts], preds, split=split)
+    return _rows(lm, task, "regular", [c.query for c in contexts], preds, split=split)
 
 
 def task_vectors(lm: LM, task: Task, contexts: list[Context], protocol: Protocol) -> torch.Tensor:
     """A(S): theta for every context and layer, averaged over its dummy queries; shape [n, n_layers, d]."""
+    if protocol.fast:
+        return contexts_pass(lm, task, contexts, protocol, with_query=False)[0]
     texts = [protocol.fmt.render(c.demos, d.input, task.space) for c in contexts for d in c.dummies]
     states = last_token_states(lm, texts, protocol.batch_size, protocol.progress)
     return states.view(len(contexts), len(contexts[0].dummies), *states.shape[1:]).mean(1)
+
+
+def contexts_pass(lm: LM, task: Task, contexts: list[Context], protocol: Protocol,
+                  with_query: bool = True) -> tuple[torch.Tensor, pd.DataFrame | None]:
+    """The fast A, and with `with_query` plain ICL too: a context's demonstrations run once for all its prompts."""
+    groups = [[protocol.fmt.render(c.demos, d.input, task.space) for d in c.dummies]
+              + ([protocol.fmt.render(c.demos, c.query.input, task.space)] if with_query else []) for c in contexts]
+    states, answers = states_and_answers(lm, groups, protocol.batch_size, protocol.progress)
+    per = len(groups[0])
+    states = states.view(len(contexts), per, *states.shape[1:])
+    thetas = states[:, :len(contexts[0].dummies)].mean(1)
+    if not with_query:
+        return thetas, None
+    icl = Answers(answers.ids[per - 1::per], answers.margins[per - 1::per])
+    return thetas, _rows(lm, task, "regular", [c.query for c in contexts], icl)
 
 
 def hypothesis(lm: LM, task: Task, contexts: list[Context], thetas: torch.Tensor, layers: list[int],
                protocol: Protocol, split: str = "test") -> pd.DataFrame:
     """f(x; theta): the bare query with theta written into block L, for every (context, L) pair."""
     n = len(contexts)
-    texts = [protocol.fmt.render((), c.query.input, task.space) for c in contexts] * len(layers)
-    flat = torch.cat([thetas[:, layer] for layer in layers])
-    layer_list = [layer for layer in layers for _ in range(n)]
-    preds = predict(lm, texts, flat, layer_list, protocol.batch_size, protocol.progress, desc="f (patched)")
+    bare = [protocol.fmt.render((), c.query.input, task.space) for c in contexts]
+    if protocol.fast:
+        preds = sweep(lm, bare, thetas, layers, protocol.batch_size, protocol.progress)
+    else:
+        flat = torch.cat([thetas[:, layer] for layer in layers])
+        layer_list = [layer for layer in layers for _ in range(n)]
+        preds = predict(lm, bare * len(layers), flat, layer_list, protocol.batch_size, protocol.progress,
+                        desc="f (patched)")
     queries = [c.query for c in contexts]
-    return pd.concat([_rows(task, "hypothesis", queries, preds[i * n:(i + 1) * n], layer, split)
+    return pd.concat([_rows(lm, task, "hypothesis", queries, Answers(preds.ids[i * n:(i + 1) * n],
+                                                                     preds.margins[i * n:(i + 1) * n]), layer, split)
                       for i, layer in enumerate(layers)], ignore_index=True)
 
 
@@ -97,33 +123,41 @@ def dev_curve(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def evaluate_task(lm: LM, task: Task, protocol: Protocol = Protocol()) -> pd.DataFrame:
-    """The main experiment for one task: baseline, regular, the dev sweep over all layers, hypothesis at the best L.
+    """The main experiment for one task: baseline, regular, and hypothesis at every layer on dev and test contexts.
 
-    Returns every prediction as one tidy frame (columns task, split, method, layer, context, query, expected,
-    prediction, correct); `summarize` turns it into the paper's numbers.
+    Returns every prediction as one tidy frame (columns task, category, split, method, layer, context, query,
+    expected, prediction, correct, margin). L is chosen on the dev sweep; the test sweep at every layer is kept so
+    that an interval for hypothesis can re-choose L; `summarize` turns the frame into the paper's numbers.
     """
     task = prepare(lm, task, protocol)
     dev = sample_contexts(task, protocol.n_dev, protocol.demos, protocol.seed, "dev", protocol.n_dummy)
     test = sample_contexts(task, protocol.n_test, protocol.demos, protocol.seed, "test", protocol.n_dummy)
-    sweep = hypothesis(lm, task, dev, task_vectors(lm, task, dev, protocol), list(range(lm.n_layers)), protocol, "dev")
-    layer = best_layer(dev_curve(sweep))
-    parts = [baseline(lm, task, protocol), regular(lm, task, test, protocol), sweep,
-             hypothesis(lm, task, test, task_vectors(lm, task, test, protocol), [layer], protocol)]
+    layers = list(range(lm.n_layers))
+    if protocol.fast:
+        test_thetas, icl = contexts_pass(lm, task, test, protocol)
+    else:
+        test_thetas, icl = task_vectors(lm, task, test, protocol), regular(lm, task, test, protocol)
+    parts = [baseline(lm, task, protocol), icl,
+             hypothesis(lm, task, dev, task_vectors(lm, task, dev, protocol), layers, protocol, "dev"),
+             hypothesis(lm, task, test, test_thetas, layers, protocol, "test")]
     frame = pd.concat(parts, ignore_index=True)
     frame.insert(1, "category", task.category)
     return frame
 
 
 def summarize(predictions: pd.DataFrame) -> pd.DataFrame:
-    """One row per task: baseline, regular and hypothesis accuracy, and the chosen layer."""
+    """One row per task: baseline, regular, and hypothesis at the layer chosen on dev contexts (and that layer)."""
     rows = []
     for name, frame in predictions.groupby("task", sort=False):
         test = frame[frame["split"] != "dev"]
         acc = test.groupby("method")["correct"].mean()
         hyp = test[test["method"] == "hypothesis"]
+        layer = best_layer(dev_curve(frame)) if (frame["split"] == "dev").any() else None
+        if layer is not None:
+            hyp = hyp[hyp["layer"] == layer]
         rows.append({"task": name, "category": frame["category"].iloc[0], "baseline": acc.get("baseline"),
-                     "regular": acc.get("regular"), "hypothesis": acc.get("hypothesis"),
-                     "best_layer": int(hyp["layer"].iloc[0]) if len(hyp) else None})
+                     "regular": acc.get("regular"), "hypothesis": hyp["correct"].mean() if len(hyp) else None,
+                     "best_layer": layer if layer is not None else (int(hyp["layer"].iloc[0]) if len(hyp) else None)})
     return pd.DataFrame(rows)
 
 
@@ -160,13 +194,13 @@ def conflicting(lm: LM, task_a: Task, task_b: Task, layer: int, protocol: Protoc
     patched = predict(lm, texts, thetas, [layer] * len(texts), protocol.batch_size)
     b_of = {e.input: e for e in task_b.examples}
     rows = []
-    for method, preds in (("regular", icl), ("patched", patched)):
-        for i, (c, p) in enumerate(zip(contexts, preds)):
+    for method, answers in (("regular", icl), ("patched", patched)):
+        for i, (c, p, margin) in enumerate(zip(contexts, answers.texts(lm), answers.margins)):
             b = b_of[c.query.input]
             rows.append({"task_a": task_a.name, "task_b": task_b.name, "method": method, "layer": layer,
                          "context": i, "query": c.query.input, "label_a": c.query.output, "label_b": b.output,
                          "prediction": p.strip(), "correct_a": task_a.score(p, c.query),
-                         "correct_b": task_b.score(p, b)})
+                         "correct_b": task_b.score(p, b), "margin": margin})
     return pd.DataFrame(rows)
 
 
@@ -213,8 +247,8 @@ def trace(lm: LM, task: Task, layer: int, protocol: Protocol, index: int = 0) ->
         "task": task.name, "layer": layer, "n_layers": lm.n_layers, "expected": context.query.output,
         "a_prompts": [protocol.fmt.render(context.demos, d.input, task.space) for d in context.dummies],
         "bare_prompt": bare, "icl_prompt": icl, "theta_shape": tuple(theta.shape), "theta_norm": float(theta.norm()),
-        "baseline": predict(lm, [bare])[0].strip(), "regular": predict(lm, [icl])[0].strip(),
-        "hypothesis": predict(lm, [bare], theta[None], [layer])[0].strip(),
+        "baseline": predict(lm, [bare]).texts(lm)[0].strip(), "regular": predict(lm, [icl]).texts(lm)[0].strip(),
+        "hypothesis": predict(lm, [bare], theta[None], [layer]).texts(lm)[0].strip(),
     }
 
 

@@ -207,17 +207,37 @@ def wrap(model: nn.Module, tokenizer, name: str = "model") -> LM:
     return LM(model, tokenizer, name, layout_of(model))
 
 
-def _dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """'auto' is bfloat16 everywhere: on this project's CPUs it ran Gemma 2.6-4.4x faster than float32, same accuracy."""
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU does bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere torch emulates it, ~5x slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str = "cpu") -> torch.dtype:
+    """'auto': bfloat16 on a GPU and on a CPU with native bfloat16, float32 elsewhere (emulated bfloat16 is slow,
+    and its results change with the CPU's kernels)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
-        return torch.bfloat16
+        if device != "cpu" and torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.bfloat16 if native_bfloat16() else torch.float32
     try:
-        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                "float16": torch.float16, "fp16": torch.float16}[dtype]
+        return DTYPES[dtype]
     except KeyError:
         raise TvlibError(f"unknown dtype {dtype!r}: use float32, bfloat16, float16 or auto") from None
+
+
+def dtype_name(dtype: str | torch.dtype, device: str = "cpu") -> str:
+    """The concrete dtype as a string ('float32'), for results manifests: 'auto' never keys a stored result."""
+    return str(resolve_dtype(dtype, device)).removeprefix("torch.")
 
 
 def _unknown_model(name: str) -> TvlibError:
@@ -301,7 +321,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torc
     placement = {"device_map": "auto"} if device == "auto" else {}
     start = time.perf_counter()
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=_dtype(dtype), **gguf, **placement)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype, device), **gguf, **placement)
         tokenizer = AutoTokenizer.from_pretrained(source, **gguf)
     except OSError as err:
         raise _unknown_model(name) from err

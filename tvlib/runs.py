@@ -10,7 +10,7 @@ import pandas as pd
 
 from tvlib import __version__, clusters, experiments, store
 from tvlib.experiments import Protocol
-from tvlib.models import DEFAULT_MODEL, LM, load_model
+from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model
 from tvlib.tasks import load_task
 from tvlib.vectors import progress_bar
 
@@ -29,7 +29,7 @@ class Runner:
 
     model: str = DEFAULT_MODEL
     device: str = "cpu"
-    dtype: str = "auto"
+    dtype: str = "float32"  # stored results are float32: bfloat16 answers change with the CPU's kernels
     protocol: Protocol = field(default_factory=Protocol)
     results_dir: Path | str | None = None
     _lm: LM | None = None
@@ -45,7 +45,8 @@ class Runner:
         return Path(self.results_dir or store.RESULTS_DIR) / store.slug(self.model)
 
     def _config(self, kind: str, protocol: Protocol, **extra) -> dict:
-        return {"experiment": kind, "model": self.model, "dtype": self.dtype, "protocol": protocol.config(),
+        return {"experiment": kind, "model": self.model, "dtype": dtype_name(self.dtype, self.device),
+                "protocol": protocol.config(),
                 "tvlib": __version__, **extra}
 
     def main(self, task: str) -> pd.DataFrame:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import inspect
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Iterator, Sequence
 
 import torch
 
+from tvlib import reuse
 from tvlib.models import LM
 from tvlib.prompts import chunks, encode
 
@@ -107,16 +109,122 @@ def last_logits(lm: LM, texts: Sequence[str], thetas: torch.Tensor | None = None
         return _forward(lm, list(texts))
 
 
+@dataclass
+class Answers:
+    """Greedy answers and how far each won by: the top-2 logit margin says which answers a rounding could flip."""
+
+    ids: list[int] = field(default_factory=list)
+    margins: list[float] = field(default_factory=list)
+
+    def add(self, logits: torch.Tensor) -> None:
+        top = logits.float().topk(2, dim=-1)
+        self.ids.extend(top.indices[:, 0].tolist())
+        self.margins.extend((top.values[:, 0] - top.values[:, 1]).tolist())
+
+    def texts(self, lm: LM) -> list[str]:
+        return [lm.tokenizer.decode([i]) for i in self.ids]
+
+
 def predict(lm: LM, texts: Sequence[str], thetas: torch.Tensor | None = None, layers: Sequence[int] | None = None,
-            batch_size: int = 32, progress: bool = False, desc: str = "f") -> list[str]:
-    """Greedy next token for each prompt, decoded (optionally patched): the paper's one-token answer."""
-    ids: list[int] = []
+            batch_size: int = 32, progress: bool = False, desc: str = "f") -> Answers:
+    """Greedy next token for each prompt (optionally patched), one plain forward pass per batch: the reference path."""
+    answers = Answers()
     index = list(range(len(texts)))
     for group in progress_bar(chunks(index, batch_size), desc, progress):
         batch_texts = [texts[i] for i in group]
         if thetas is None:
-            logits = last_logits(lm, batch_texts)
+            answers.add(last_logits(lm, batch_texts))
         else:
-            logits = last_logits(lm, batch_texts, thetas[group], [layers[i] for i in group])
-        ids.extend(logits.argmax(-1).tolist())
-    return [lm.tokenizer.decode([i]) for i in ids]
+            answers.add(last_logits(lm, batch_texts, thetas[group], [layers[i] for i in group]))
+    return answers
+
+
+# --------------------------------------------------------------------------- the fast path: shared prefixes run once
+
+
+def _scatter(answers: Answers, n: int) -> Callable[[list[int], torch.Tensor], None]:
+    """An `after` callback that writes each batch's answers into their global rows."""
+    answers.ids, answers.margins = [0] * n, [0.0] * n
+
+    def after(rows: list[int], logits: torch.Tensor) -> None:
+        part = Answers()
+        part.add(logits)
+        for i, token, margin in zip(rows, part.ids, part.margins):
+            answers.ids[i], answers.margins[i] = token, margin
+    return after
+
+
+@torch.no_grad()
+def states_and_answers(lm: LM, groups: Sequence[Sequence[str]], batch_size: int = 32,
+                       progress: bool = False) -> tuple[torch.Tensor, Answers]:
+    """A and plain ICL together: prompts of one group share their demonstrations, which run once.
+
+    Returns every prompt's last-token state at every block, [rows, n_layers, d] (float32, CPU), and its greedy
+    answer, rows in group order; the same numbers as `last_token_states` and `predict` on each prompt alone.
+    """
+    ids = [reuse.token_ids(lm, group) for group in groups]
+    prefixes, rows = reuse.split_common(ids)
+    states: list[torch.Tensor | None] = [None] * len(rows)
+    answers = Answers()
+    after = _scatter(answers, len(rows))
+
+    def on_batch(global_rows: list[int], _rows: list[reuse.Row]):
+        captured: dict[int, torch.Tensor] = {}
+
+        def make(layer: int):
+            def hook(_module, _inputs, output):
+                captured[layer] = _tensor(output)[:, -1].float().cpu()
+            return hook
+
+        def collect(rows_: list[int], logits: torch.Tensor) -> None:
+            stacked = torch.stack([captured[i] for i in range(lm.n_layers)], dim=1)
+            for k, i in enumerate(rows_):
+                states[i] = stacked[k]
+            after(rows_, logits)
+        return block_hooks(lm, make), collect
+
+    _run(lm, prefixes, rows, on_batch, batch_size, progress, "A + ICL")
+    return torch.stack(states), answers
+
+
+@torch.no_grad()
+def sweep(lm: LM, texts: Sequence[str], thetas: torch.Tensor, layers: Sequence[int], batch_size: int = 32,
+          progress: bool = False) -> Answers:
+    """f at every layer in `layers`: the bare query runs once; per L only its last token runs, theta_L patched in.
+
+    Answers come layer-major (all queries at layers[0], then layers[1], ...), as `predict` gives them for the
+    texts repeated once per layer.
+    """
+    n = len(texts)
+    ids = reuse.token_ids(lm, texts)
+    prefixes = [x[:-1] for x in ids]
+    rows = [reuse.Row(q, (ids[q][-1],), lm.check_layer(layer)) for layer in layers for q in range(n)]
+    answers = Answers()
+    after = _scatter(answers, len(rows))
+
+    def on_batch(global_rows: list[int], batch: list[reuse.Row]):
+        tags = torch.tensor([r.tag for r in batch])
+        patch = thetas[[i % n for i in global_rows], tags]
+
+        def make(layer: int):
+            where = (tags == layer).nonzero().flatten()
+
+            def hook(_module, _inputs, output):
+                if where.numel() == 0:
+                    return None
+                hidden = _tensor(output).clone()
+                idx = where.to(hidden.device)
+                hidden[idx, -1] = patch[where].to(hidden.device, hidden.dtype)
+                return _with_tensor(output, hidden)
+            return hook
+        return block_hooks(lm, make), after
+
+    _run(lm, prefixes, rows, on_batch, batch_size, progress, "f (sweep)")
+    return answers
+
+
+def _run(lm: LM, prefixes: list[list[int]], rows: list[reuse.Row], on_batch: reuse.Batch, batch_size: int,
+         progress: bool, desc: str) -> None:
+    """reuse.run with this module's progress bar; continuations (mostly one token) go in batches 8x larger."""
+    reuse.run(lm, prefixes, rows, on_batch, batch_size, 8 * batch_size,
+              wrap=lambda starts: progress_bar(starts, desc, progress))
