@@ -6,6 +6,7 @@ It replaces the lines between the two markers in data/README.md.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tvlib.experiments import summarize
@@ -18,14 +19,20 @@ BEGIN, END = "<!-- accuracy table: begin -->", "<!-- accuracy table: end -->"
 def table() -> str:
     runner = Runner()
     summary = summarize(runner.main_all(task_list("all")))
+    dtypes = sorted({json.loads(p.read_text())["config"]["dtype"] for p in (runner.folder / "main").glob("*.json")})
     lines = ["| task | baseline | regular ICL | hypothesis (theta) | L |", "| --- | ---: | ---: | ---: | ---: |"]
     for row in summary.itertuples():
         lines.append(f"| {row.task} | {row.baseline:.2f} | {row.regular:.2f} | {row.hypothesis:.2f} | {row.best_layer} |")
     p = runner.protocol
     lines.append("")
-    lines.append(f"Gemma 3 270M (bfloat16, CPU), {p.demos} demos, baseline n = {p.n_baseline} queries, "
+    lines.append(f"{runner.model} ({', '.join(dtypes)}, CPU), {p.demos} demos, baseline n = {p.n_baseline} queries, "
                  f"regular and hypothesis n = {p.n_test} test contexts, L chosen on {p.n_dev} dev contexts, seed "
-                 f"{p.seed}; from `results/gemma-3-270m/main/`.")
+                 f"{p.seed}; from `results/{runner.folder.name}/main/`.")
+    lines.append("")
+    good = summary[summary["regular"] >= 0.5]
+    weak = summary[summary["regular"] < 0.3]
+    lines.append(f"Regular ICL reaches 0.5 on {len(good)} of the {len(summary)} tasks; below 0.3: "
+                 + (", ".join(f"{t} ({r:.2f})" for t, r in zip(weak["task"], weak["regular"])) or "none") + ".")
     return "\n".join(lines)
 
 
