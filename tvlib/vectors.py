@@ -6,6 +6,7 @@ import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import accumulate
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -162,8 +163,9 @@ def states_and_answers(lm: LM, groups: Sequence[Sequence[str]], batch_size: int 
     Returns every prompt's last-token state at every block, [rows, n_layers, d] (float32, CPU), and its greedy
     answer, rows in group order; the same numbers as `last_token_states` and `predict` on each prompt alone.
     """
-    ids = [reuse.token_ids(lm, group) for group in groups]
-    prefixes, rows = reuse.split_common(ids)
+    flat = reuse.token_ids(lm, [text for group in groups for text in group])  # one tokenizer call for all
+    bounds = [0, *accumulate(len(group) for group in groups)]
+    prefixes, rows = reuse.split_common([flat[a:b] for a, b in zip(bounds, bounds[1:])])
     states: list[torch.Tensor | None] = [None] * len(rows)
     answers = Answers()
     after = _scatter(answers, len(rows))

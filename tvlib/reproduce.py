@@ -1,0 +1,55 @@
+"""Do two runs agree? Exactly, except answers decided by a near-tie that another CPU's rounding may flip.
+
+Every stored prediction carries its top-2 logit margin. In float32, two kernel sets (AVX2 against generic, or the
+fast path against the plain one) move a logit by ~1e-5, so only a prediction whose margin is below
+`TIE_TOLERANCE` may change; anything else that differs is a real change in the results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+TIE_TOLERANCE = 1e-3
+"""Margins below this may flip between CPUs: 100x the largest float32 margin difference measured between kernel sets."""
+
+DECIDED_BY_MARGIN = ("prediction", "correct", "correct_a", "correct_b", "margin")
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How a fresh run compares with a stored one."""
+
+    rows: int
+    near_ties: int            # stored predictions with a margin below the tolerance
+    changed: int              # predictions that differ
+    unexplained: int          # predictions that differ although neither run was near a tie
+    max_margin_change: float  # largest margin difference where the prediction is the same
+    columns_differ: tuple[str, ...]  # columns that must match exactly and do not
+
+    @property
+    def ok(self) -> bool:
+        return (self.unexplained == 0 and not self.columns_differ
+                and self.max_margin_change <= TIE_TOLERANCE)
+
+    def __str__(self) -> str:
+        return (f"{self.rows} rows, {self.near_ties} near ties (margin < {TIE_TOLERANCE:g}), {self.changed} changed, "
+                f"{self.unexplained} unexplained, largest margin change {self.max_margin_change:.2g}"
+                + (f", columns that differ: {', '.join(self.columns_differ)}" if self.columns_differ else ""))
+
+
+def compare(stored: pd.DataFrame, fresh: pd.DataFrame, tolerance: float = TIE_TOLERANCE) -> Agreement:
+    """Every column equal, except predictions (and their scores) where either run's margin is below `tolerance`."""
+    if list(stored.columns) != list(fresh.columns) or len(stored) != len(fresh):
+        return Agreement(len(stored), 0, 0, 0, float("inf"), ("shape",))
+    stored, fresh = stored.reset_index(drop=True), fresh.reset_index(drop=True)
+    exact = [c for c in stored.columns if c not in DECIDED_BY_MARGIN]
+    differ = tuple(c for c in exact if not stored[c].equals(fresh[c]))
+    changed = stored["prediction"].astype(str) != fresh["prediction"].astype(str)
+    tie = (stored["margin"] < tolerance) | (fresh["margin"] < tolerance)
+    same = ~changed
+    margin_change = (stored["margin"][same] - fresh["margin"][same]).abs().max() if same.any() else 0.0
+    return Agreement(rows=len(stored), near_ties=int((stored["margin"] < tolerance).sum()), changed=int(changed.sum()),
+                     unexplained=int((changed & ~tie).sum()), max_margin_change=float(margin_change),
+                     columns_differ=differ)
