@@ -98,3 +98,25 @@ def test_hooks_are_removed_after_an_exception(lm):
 def test_a_layer_out_of_range_names_the_valid_range(lm):
     with pytest.raises(TvlibError, match=rf"0\.\.{lm.n_layers - 1}"):
         last_logits(lm, PROMPTS, torch.zeros(3, 64), [0, 1, lm.n_layers])
+
+
+def test_auto_dtype_is_float32_where_bfloat16_would_be_emulated(monkeypatch):
+    import tvlib.models as models
+
+    monkeypatch.setattr(models, "native_bfloat16", lambda: False)
+    assert models.resolve_dtype("auto", "cpu") == torch.float32 and models.dtype_name("auto") == "float32"
+    monkeypatch.setattr(models, "native_bfloat16", lambda: True)
+    assert models.resolve_dtype("auto", "cpu") == torch.bfloat16 and models.dtype_name("auto") == "bfloat16"
+    assert models.dtype_name("fp32") == "float32" and models.resolve_dtype(torch.float16) == torch.float16
+    with pytest.raises(TvlibError, match="unknown dtype 'float8'"):
+        models.resolve_dtype("float8")
+
+
+def test_a_stored_result_is_keyed_by_the_concrete_dtype(monkeypatch):
+    import tvlib.models as models
+    from tvlib.runs import Runner
+
+    monkeypatch.setattr(models, "native_bfloat16", lambda: False)
+    assert Runner()._config("main", Runner().protocol)["dtype"] == "float32"
+    assert Runner(dtype="auto")._config("main", Runner().protocol)["dtype"] == "float32"
+    assert Runner(dtype="bfloat16")._config("main", Runner().protocol)["dtype"] == "bfloat16"

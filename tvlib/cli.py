@@ -1,4 +1,5 @@
-"""The command line: `evaluate` runs the paper's main experiment; `tasks` lists the data; `run-book` the chapters."""
+"""The command line: `evaluate` runs the paper's main experiment; `tasks` lists the data; `run-book` the chapters;
+`bench` times the protocol on this machine."""
 
 from __future__ import annotations
 
@@ -44,7 +45,34 @@ def _parser() -> argparse.ArgumentParser:
     rb.add_argument("--out", help="folder for the executed notebooks; default: overwrite chapters/ in place")
     rb.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
                     help="any other chapter parameter, e.g. -p tasks knowledge -p n_test 20")
+    bn = sub.add_parser("bench", help="time the protocol here: fast vs naive sweep, seconds per task, MAC rate, loads")
+    bn.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id (default: %(default)s)")
+    bn.add_argument("--tasks", help="comma-separated task names (default: algorithmic_to_upper,translation_en_fr,"
+                                    "knowledge_country_capital; with --random-config three single-letter tasks)")
+    bn.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    bn.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default: %(default)s)")
+    bn.add_argument("--random-config", metavar="NAME",
+                    help="a randomly initialised paper shape instead of --model (llama-7b, gpt-j-6b, pythia-6.9b)")
+    bn.add_argument("--batch-size", type=int, default=32)
+    bn.add_argument("--json", action="store_true", help="also print the report as one JSON line before the summary")
+    bn.add_argument("--scale", type=int, default=1, help=argparse.SUPPRESS)  # shrink --random-config (tests)
+    bn.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # 4 dev, 4 test, 4 baseline (tests)
     return parser
+
+
+def _bench(args: argparse.Namespace) -> None:
+    """The readable report, then the one summary line scripts parse (always last)."""
+    from tvlib import bench
+
+    size = dict(n_dev=4, n_test=4, n_baseline=4) if args.quick else {}
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    report = bench.run(args.model, tasks, args.device, args.dtype, args.random_config, args.batch_size,
+                       args.scale, **size)
+    lines = bench.lines(report)
+    print("\n".join(lines[:-1]), flush=True)
+    if args.json:
+        print(bench.as_json(report))
+    print(lines[-1], flush=True)
 
 
 def _run_book(args: argparse.Namespace) -> None:
@@ -109,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("tvlib").addHandler(handler)
     logging.getLogger("tvlib").setLevel(logging.INFO)
     try:
-        {"evaluate": _evaluate, "tasks": _tasks, "run-book": _run_book}[args.command](args)
+        {"evaluate": _evaluate, "tasks": _tasks, "run-book": _run_book, "bench": _bench}[args.command](args)
     except TvlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

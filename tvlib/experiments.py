@@ -87,8 +87,7 @@ def contexts_pass(lm: LM, task: Task, contexts: list[Context], protocol: Protoco
     thetas = states[:, :len(contexts[0].dummies)].mean(1)
     if not with_query:
         return thetas, None
-    icl = Answers(answers.ids[per - 1::per], answers.margins[per - 1::per])
-    return thetas, _rows(lm, task, "regular", [c.query for c in contexts], icl)
+    return thetas, _rows(lm, task, "regular", [c.query for c in contexts], answers[per - 1::per])
 
 
 def hypothesis(lm: LM, task: Task, contexts: list[Context], thetas: torch.Tensor, layers: list[int],
@@ -104,8 +103,7 @@ def hypothesis(lm: LM, task: Task, contexts: list[Context], thetas: torch.Tensor
         preds = predict(lm, bare * len(layers), flat, layer_list, protocol.batch_size, protocol.progress,
                         desc="f (patched)")
     queries = [c.query for c in contexts]
-    return pd.concat([_rows(lm, task, "hypothesis", queries, Answers(preds.ids[i * n:(i + 1) * n],
-                                                                     preds.margins[i * n:(i + 1) * n]), layer, split)
+    return pd.concat([_rows(lm, task, "hypothesis", queries, preds[i * n:(i + 1) * n], layer, split)
                       for i, layer in enumerate(layers)], ignore_index=True)
 
 
@@ -152,12 +150,14 @@ def summarize(predictions: pd.DataFrame) -> pd.DataFrame:
         test = frame[frame["split"] != "dev"]
         acc = test.groupby("method")["correct"].mean()
         hyp = test[test["method"] == "hypothesis"]
-        layer = best_layer(dev_curve(frame)) if (frame["split"] == "dev").any() else None
-        if layer is not None:
-            hyp = hyp[hyp["layer"] == layer]
+        if (frame["split"] == "dev").any():
+            layer = best_layer(dev_curve(frame))
+        else:  # hypothesis run at one given layer, without a dev sweep
+            layer = int(hyp["layer"].iloc[0]) if len(hyp) else None
+        hyp = hyp[hyp["layer"] == layer]
         rows.append({"task": name, "category": frame["category"].iloc[0], "baseline": acc.get("baseline"),
                      "regular": acc.get("regular"), "hypothesis": hyp["correct"].mean() if len(hyp) else None,
-                     "best_layer": layer if layer is not None else (int(hyp["layer"].iloc[0]) if len(hyp) else None)})
+                     "best_layer": layer})
     return pd.DataFrame(rows)
 
 
