@@ -32,6 +32,16 @@ def test_only_a_near_tie_may_change_its_answer():
     assert not compare(stored, flipped_clear).ok and compare(stored, flipped_clear).unexplained == 1
 
 
+def test_an_empty_answer_read_back_as_missing_equals_itself(tmp_path):
+    frame = _frame(["A", "", "C"], [2.0, 0.5, 1.0])
+    path = tmp_path / "x.csv"
+    frame.to_csv(path, index=False)
+    stored = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    assert stored["prediction"].isna().sum() == 1
+    assert compare(stored, stored.copy()).ok and compare(stored, stored.copy()).changed == 0
+    assert not compare(stored, stored.assign(prediction=["A", "B", "C"])).ok
+
+
 def test_any_other_column_or_a_moved_margin_is_a_difference():
     stored = _frame(["A", "B", "C"], [2.0, 0.5, 1.0])
     other_query = stored.assign(query=list("abd"))

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 TIE_TOLERANCE = 1e-3
-"""Margins below this may flip between CPUs: 100x the largest float32 margin difference measured between kernel sets."""
+"""Margins below this may flip between CPUs: 50x the largest float32 margin change measured (2e-5, between AVX2 and
+lesser kernel sets, and between batch compositions)."""
 
 DECIDED_BY_MARGIN = ("prediction", "correct", "correct_a", "correct_b", "margin")
 
@@ -46,7 +47,8 @@ def compare(stored: pd.DataFrame, fresh: pd.DataFrame, tolerance: float = TIE_TO
     stored, fresh = stored.reset_index(drop=True), fresh.reset_index(drop=True)
     exact = [c for c in stored.columns if c not in DECIDED_BY_MARGIN]
     differ = tuple(c for c in exact if not stored[c].equals(fresh[c]))
-    changed = stored["prediction"].astype(str) != fresh["prediction"].astype(str)
+    # An answer that decodes to whitespace is stored empty and read back as missing: compare it as "".
+    changed = stored["prediction"].fillna("").astype(str) != fresh["prediction"].fillna("").astype(str)
     tie = (stored["margin"] < tolerance) | (fresh["margin"] < tolerance)
     same = ~changed
     margin_change = (stored["margin"][same] - fresh["margin"][same]).abs().max() if same.any() else 0.0
