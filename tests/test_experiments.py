@@ -9,6 +9,7 @@ import torch
 
 from tvlib import clusters, experiments, vectors
 from tvlib.experiments import Protocol
+from tvlib.prompts import sample_contexts
 from tvlib.runs import Runner, task_list
 from tvlib.tasks import Example, Task, load_task
 from tvlib.tiny import ARCHITECTURES, tiny_lm
@@ -76,20 +77,48 @@ def test_ties_go_to_the_lowest_layer():
     assert experiments.best_layer(curve) == 1
 
 
-def test_conflicting_tasks_score_both_labels(lm):
+def test_conflicting_tasks_score_both_labels_at_bs_own_layer(lm):
     frame = experiments.conflicting(lm, load_task("algorithmic_next_letter"), load_task("algorithmic_to_upper"),
-                                    1, SMALL, n=5)
+                                    SMALL, n=5)
     assert len(frame) == 10 and set(frame["method"]) == {"regular", "patched"}
     row = frame.iloc[0]
     assert row["label_b"] == row["query"].upper() and row["label_a"] == chr(ord(row["query"]) + 1)
+    assert frame["layer"].nunique() == 1 and 0 <= frame["layer"].iloc[0] < lm.n_layers
+    assert all(p.count("example:") == SMALL.demos + 1 for p in frame["prompt"])  # A's demos and the query
 
 
-def test_the_vocabulary_projection_keeps_alphabetic_distinct_tokens(lm):
+def test_theta_of_b_reads_bs_demos_through_as_inputs():
+    """The paper's code: dummy queries for B's contexts are drawn from A's inputs, never B's query."""
+    b = load_task("algorithmic_to_upper")
+    a_inputs = tuple(Example(c, c) for c in "0123456789")
+    for c in sample_contexts(b, 20, 3, 41, "conflict-b", 2, dummy_pool=a_inputs):
+        assert {d.input for d in c.dummies} <= set("0123456789") and c.query.input not in {d.input for d in c.dummies}
+
+
+def test_dominance_counts_only_pairs_where_icl_does_task_a():
+    def rows(pair, icl_a, patched_a, patched_b):
+        out = []
+        for method, (ca, cb) in (("regular", (icl_a, 0.0)), ("patched", (patched_a, patched_b))):
+            out += [{"task_a": pair[0], "task_b": pair[1], "method": method, "layer": 3,
+                     "correct_a": i < 10 * ca, "correct_b": i < 10 * cb} for i in range(10)]
+        return out
+    frame = pd.DataFrame(rows(("a", "b"), 0.9, 0.2, 0.7) + rows(("c", "d"), 0.3, 0.0, 0.8)
+                         + rows(("e", "f"), 0.9, 0.6, 0.3))
+    table = experiments.dominance_table(frame).set_index("task_a")
+    assert table.loc["a", "theta_dominates"] and table.loc["a", "icl_does_a"]
+    assert not table.loc["c", "icl_does_a"] and not table.loc["c", "theta_dominates"]  # flagged, not counted
+    assert not table.loc["e", "theta_dominates"]
+    assert table.loc["a", "patched_acc_on_b"] == 0.7 and table.loc["a", "n"] == 10 and table.loc["a", "layer"] == 3
+
+
+def test_the_vocabulary_projection_keeps_the_papers_alphabetic_distinct_tokens(lm):
     frame = experiments.vocabulary_projection(lm, load_task("algorithmic_to_upper"), [0, 2], SMALL, top=5)
     assert set(frame["layer"]) == {0, 2}
     for _, group in frame.groupby("layer"):
-        assert group["rank"].tolist() == list(range(1, len(group) + 1))
-        assert all(t.isalpha() for t in group["token"]) and group["token"].str.lower().is_unique
+        assert group["rank"].tolist() == list(range(1, len(group) + 1)) and len(group) <= 5
+        assert all(experiments.ALPHABETIC.match(t) for t in group["token"]) and group["token"].is_unique
+    assert experiments.ALPHABETIC.match("Paris") and not experiments.ALPHABETIC.match("Café")
+    assert not experiments.ALPHABETIC.match("x2") and not experiments.ALPHABETIC.match("")
 
 
 def test_clustering_scores_see_clusters_and_noise():
@@ -109,15 +138,20 @@ def test_runner_stores_and_reuses_every_experiment(lm, tmp_path):
     runner = Runner("tiny", protocol=SMALL, results_dir=tmp_path, _lm=lm)
     tasks = ["algorithmic_next_letter", "algorithmic_to_upper"]
     main = runner.main_all(tasks)
-    robust = runner.robustness(tasks, layer=1, n=8, demos=3)
+    robust = runner.robustness(tasks, n=8, demos=3)  # each task at its own L
     assert set(robust) == {"tsne", "distances", "scores"} and len(robust["tsne"]) == 16
+    layers = runner.best_layers(tasks)
+    assert robust["tsne"].groupby("task")["layer"].first().to_dict() == layers
+    common = runner.robustness(tasks, layer=1, n=8, demos=3)
+    assert set(common["tsne"]["layer"]) == {1}
     projection = runner.projection(tasks, offsets=(0,), top=3)
     assert set(projection["task"]) == set(tasks)
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.csv"))
     assert "tiny/main/algorithmic_to_upper.csv" in written and "tiny/robustness/tsne.csv" in written
+    assert "tiny/robustness_layer1/tsne.csv" in written
     runner._lm = None  # everything is stored now: asking again must not need the model
     pd.testing.assert_frame_equal(runner.main_all(tasks), main)
-    pd.testing.assert_frame_equal(runner.robustness(tasks, layer=1, n=8, demos=3)["scores"], robust["scores"])
+    pd.testing.assert_frame_equal(runner.robustness(tasks, n=8, demos=3)["scores"], robust["scores"])
 
 
 def test_task_list_parameter():

@@ -1,6 +1,8 @@
 """Task loading, scoring, the single-token filter, prompt format and reproducible sampling."""
 
 import json
+import string
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,20 +22,24 @@ def test_the_paper_format():
     assert PromptFormat(demo="Q: {x} A: {y}", query="Q: {x} A:", sep=" | ").render(demos[:1], "e") == "Q: a A: b | Q: e A:"
 
 
-@pytest.mark.parametrize("name", ["algorithmic_next_letter", "algorithmic_prev_letter", "algorithmic_list_first",
-                                  "algorithmic_list_last", "algorithmic_to_upper", "algorithmic_to_lower"])
-def test_algorithmic_tasks_are_generated_sorted_and_correct(name):
+@pytest.mark.parametrize("name, size, pair", [
+    ("algorithmic_next_letter", 25, ("a", "b")), ("algorithmic_prev_letter", 25, ("b", "a")),
+    ("algorithmic_to_upper", 26, ("e", "E")), ("algorithmic_to_lower", 26, ("E", "e")),
+    ("algorithmic_list_first", 900, None), ("algorithmic_list_last", 900, None)])
+def test_algorithmic_tasks_are_the_papers(name, size, pair):
+    """Letters a-z (next/prev: lowercase only), and comma-joined lists of 2-4 lowercase letters, 300 of each length."""
     task = load_task(name)
-    assert len(task) >= 26
+    assert len(task) == size
     assert [e.input for e in task.examples] == sorted({e.input for e in task.examples})
-    first = {e.input: e.output for e in task.examples}
-    check = {"algorithmic_next_letter": ("a", "b"), "algorithmic_prev_letter": ("b", "a"),
-             "algorithmic_to_upper": ("cat", "CAT"), "algorithmic_to_lower": ("CAT", "cat")}
-    if name in check:
-        assert first[check[name][0]] == check[name][1]
-    if name.startswith("algorithmic_list"):
-        x, y = next(iter(first.items()))
-        assert y == x.split(",")[0 if name.endswith("first") else -1]
+    mapping = {e.input: e.output for e in task.examples}
+    if pair:
+        assert mapping[pair[0]] == pair[1] and all(len(e.input) == len(e.output) == 1 for e in task.examples)
+    else:
+        lengths = Counter(len(x.split(",")) for x in mapping)
+        assert lengths == {2: 300, 3: 300, 4: 300}
+        assert all(set(x.split(",")) <= set(string.ascii_lowercase) for x in mapping)
+        assert all(y == x.split(",")[0 if name.endswith("first") else -1] for x, y in mapping.items())
+        assert any(len(set(x.split(","))) < len(x.split(",")) for x in mapping)  # drawn with replacement
 
 
 def test_every_listed_task_loads():
@@ -51,7 +57,36 @@ def test_scoring_exact_prefix_and_accept():
     assert know.score(" Buenos", cap) and know.score("Buenos Aires City", cap) and not know.score("Lima", cap)
 
 
-def test_single_token_filter_keeps_the_better_variant_and_says_how_many_remain():
+class _Tokenizer:
+    """Every text in `single` is one token, anything else two: enough to test the filter's rule."""
+
+    def __init__(self, single):
+        self.single = set(single)
+
+    def encode(self, text, add_special_tokens=False):
+        return [0] if text in self.single else [0, 1]
+
+
+def test_mapping_tasks_are_spaced_when_that_keeps_at_least_0_7x_the_pairs():
+    examples = tuple(Example(f"x{i}", f"y{i}") for i in range(10))
+    task = Task("linguistic_t", "linguistic", examples)
+    plain = {f"y{i}" for i in range(10)}
+    seven_spaced = _Tokenizer(plain | {f" y{i}" for i in range(7)})
+    kept = for_tokenizer(task, seven_spaced)
+    assert kept.space and [e.output for e in kept.examples] == [f"y{i}" for i in range(7)]
+    six_spaced = _Tokenizer(plain | {f" y{i}" for i in range(6)})
+    assert not for_tokenizer(task, six_spaced).space and len(for_tokenizer(task, six_spaced)) == 10
+
+
+def test_algorithmic_tasks_are_never_spaced_and_knowledge_keeps_every_answer():
+    letters = Task("algorithmic_t", "algorithmic", (Example("a", "A"), Example("b", "B")))
+    assert not for_tokenizer(letters, _Tokenizer({"A", " A", " B"})).space
+    capitals = Task("knowledge_t", "knowledge", (Example("Peru", "Lima"), Example("Argentina", "Buenos Aires")))
+    kept = for_tokenizer(capitals, _Tokenizer({"Lima"}))
+    assert kept.examples == capitals.examples and not kept.space
+
+
+def test_too_few_single_token_examples_is_a_clear_error():
     tok = char_tokenizer()  # one character = one token; " x" is two
     task = Task("t", "linguistic", (Example("a", "b"), Example("c", "dd"), Example("e", "f")))
     kept = for_tokenizer(task, tok)

@@ -4,4 +4,4 @@ models (load any decoder-only LM) -> tasks (data, scoring) -> prompts (format, s
 vectors (A: theta; f: patched run) -> experiments (tidy DataFrames) -> store/runs (results on disk) -> plots.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -34,8 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="one JSON object per task per line")
     ev.add_argument("--out", help="also write every prediction to this CSV file")
 
-    ts = sub.add_parser("tasks", help="list the tasks with their sizes")
-    ts.add_argument("--model", default=DEFAULT_MODEL, help="tokenizer for the single-token count")
+    ts = sub.add_parser("tasks", help="list the tasks with their sizes before and after the paper's filter")
+    ts.add_argument("--model", default=DEFAULT_MODEL, help="tokenizer for the paper's per-tokenizer filter")
     ts.add_argument("--json", action="store_true")
     rb = sub.add_parser("run-book", help="execute the chapters with papermill (in place, or into --out)")
     rb.add_argument("--model", default=DEFAULT_MODEL)
@@ -123,10 +123,11 @@ def _tasks(args: argparse.Namespace) -> None:
     tokenizer = load_tokenizer(args.model)
     for name in task_names():
         task = load_task(name)
-        row = {"name": name, "category": task.category, "n_pairs": len(task),
-               "n_single_token": len(for_tokenizer(task, tokenizer).examples)}
+        used = for_tokenizer(task, tokenizer)
+        row = {"name": name, "category": task.category, "n_pairs": len(task), "n_used": len(used.examples),
+               "space": used.space}
         print(json.dumps(row) if args.json else f"{name:45s} {row['category']:12s} {row['n_pairs']:5d} pairs "
-              f"{row['n_single_token']:5d} single-token")
+              f"{row['n_used']:5d} used{' (spaced)' if used.space else ''}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 import torch
 
+from tvlib.errors import TvlibError
 from tvlib.models import LM
 from tvlib.prompts import PAPER_FORMAT, Context, PromptFormat, sample_contexts, sample_queries
 from tvlib.tasks import Task, for_tokenizer
@@ -41,15 +42,17 @@ def prepare(lm: LM, task: Task, protocol: Protocol) -> Task:
     return for_tokenizer(task, lm.tokenizer, min_examples=protocol.demos + 1)
 
 
-def _rows(lm: LM, task: Task, method: str, queries, answers: Answers, layer=None, split="test") -> pd.DataFrame:
-    """One row per prediction; `margin` (top-2 logit gap) marks the answers a different CPU could flip."""
+def _rows(lm: LM, task: Task, method: str, queries, answers: Answers, prompts: list[str], layer=None,
+          split="test") -> pd.DataFrame:
+    """One row per prediction, with the exact prompt the model read; `margin` (top-2 logit gap) marks the answers
+    a different CPU could flip."""
     predictions = answers.texts(lm)
     return pd.DataFrame({
         "task": task.name, "split": split, "method": method, "layer": layer,
         "context": range(len(queries)), "query": [q.input for q in queries], "expected": [q.output for q in queries],
         "prediction": [p.strip() for p in predictions],
         "correct": [task.score(p, q) for p, q in zip(predictions, queries)],
-        "margin": answers.margins,
+        "margin": answers.margins, "prompt": prompts,
     })
 
 
@@ -57,14 +60,15 @@ def baseline(lm: LM, task: Task, protocol: Protocol) -> pd.DataFrame:
     """The query alone, no demonstrations and no patch: what the model knows without ICL."""
     queries = sample_queries(task, protocol.n_baseline, protocol.seed)
     texts = [protocol.fmt.render((), q.input, task.space) for q in queries]
-    return _rows(lm, task, "baseline", queries, predict(lm, texts, batch_size=protocol.batch_size), split="baseline")
+    return _rows(lm, task, "baseline", queries, predict(lm, texts, batch_size=protocol.batch_size), texts,
+                 split="baseline")
 
 
 def regular(lm: LM, task: Task, contexts: list[Context], protocol: Protocol, split: str = "test") -> pd.DataFrame:
     """Ordinary k-shot ICL on the given contexts (the reference path; the fast one comes with `contexts_pass`)."""
     texts = [protocol.fmt.render(c.demos, c.query.input, task.space) for c in contexts]
     preds = predict(lm, texts, batch_size=protocol.batch_size, progress=protocol.progress, desc="ICL")
-    return _rows(lm, task, "regular", [c.query for c in contexts], preds, split=split)
+    return _rows(lm, task, "regular", [c.query for c in contexts], preds, texts, split=split)
 
 
 def task_vectors(lm: LM, task: Task, contexts: list[Context], protocol: Protocol) -> torch.Tensor:
@@ -87,7 +91,8 @@ def contexts_pass(lm: LM, task: Task, contexts: list[Context], protocol: Protoco
     thetas = states[:, :len(contexts[0].dummies)].mean(1)
     if not with_query:
         return thetas, None
-    return thetas, _rows(lm, task, "regular", [c.query for c in contexts], answers[per - 1::per])
+    icl = answers[per - 1::per]
+    return thetas, _rows(lm, task, "regular", [c.query for c in contexts], icl, [g[-1] for g in groups])
 
 
 def hypothesis(lm: LM, task: Task, contexts: list[Context], thetas: torch.Tensor, layers: list[int],
@@ -103,7 +108,7 @@ def hypothesis(lm: LM, task: Task, contexts: list[Context], thetas: torch.Tensor
         preds = predict(lm, bare * len(layers), flat, layer_list, protocol.batch_size, protocol.progress,
                         desc="f (patched)")
     queries = [c.query for c in contexts]
-    return pd.concat([_rows(lm, task, "hypothesis", queries, preds[i * n:(i + 1) * n], layer, split)
+    return pd.concat([_rows(lm, task, "hypothesis", queries, preds[i * n:(i + 1) * n], bare, layer, split)
                       for i, layer in enumerate(layers)], ignore_index=True)
 
 
@@ -179,58 +184,87 @@ def shared_queries(task_a: Task, task_b: Task) -> list[str]:
     return sorted({e.input for e in task_a.examples} & {e.input for e in task_b.examples})
 
 
-def conflicting(lm: LM, task_a: Task, task_b: Task, layer: int, protocol: Protocol, n: int = 100) -> pd.DataFrame:
-    """Demos of A with theta of B written at `layer`: scored against A's labels and B's labels, beside plain ICL."""
+def conflicting(lm: LM, task_a: Task, task_b: Task, protocol: Protocol, n: int = 100) -> pd.DataFrame:
+    """Demos of A with theta of B patched in, as the paper's code runs it, beside plain ICL on the same prompts.
+
+    Theta of B comes from B's demonstrations read through dummy queries drawn from A's inputs; B's layer is the
+    argmax of a dev sweep of those thetas on B's bare queries. Every answer is scored against A's and B's labels.
+    """
     task_a, task_b = prepare(lm, task_a, protocol), prepare(lm, task_b, protocol)
     shared = set(shared_queries(task_a, task_b))
-    if len(shared) < 1:
-        raise ValueError(f"{task_a.name} and {task_b.name} share no inputs: no query has both answers")
+    if not shared:
+        raise TvlibError(f"{task_a.name} and {task_b.name} share no inputs: no query has an answer in both tasks")
     contexts = [c for c in sample_contexts(task_a, 4 * n, protocol.demos, protocol.seed, "conflict-a", 0)
                 if c.query.input in shared][:n]
-    thetas = task_vectors(lm, task_b, sample_contexts(task_b, len(contexts), protocol.demos, protocol.seed,
-                                                      "conflict-b", protocol.n_dummy), protocol)[:, layer]
+    b_contexts = sample_contexts(task_b, len(contexts), protocol.demos, protocol.seed, "conflict-b", protocol.n_dummy,
+                                 dummy_pool=task_a.examples)
+    thetas = task_vectors(lm, task_b, b_contexts, protocol)
+    b_sweep = hypothesis(lm, task_b, b_contexts, thetas, list(range(lm.n_layers)), protocol, "dev")
+    curve = dev_curve(b_sweep)
+    layer = best_layer(curve)
     texts = [protocol.fmt.render(c.demos, c.query.input, task_a.space) for c in contexts]
     icl = predict(lm, texts, batch_size=protocol.batch_size)
-    patched = predict(lm, texts, thetas, [layer] * len(texts), protocol.batch_size)
+    patched = predict(lm, texts, thetas[:, layer], [layer] * len(texts), protocol.batch_size)
     b_of = {e.input: e for e in task_b.examples}
     rows = []
     for method, answers in (("regular", icl), ("patched", patched)):
         for i, (c, p, margin) in enumerate(zip(contexts, answers.texts(lm), answers.margins)):
             b = b_of[c.query.input]
             rows.append({"task_a": task_a.name, "task_b": task_b.name, "method": method, "layer": layer,
+                         "b_dev_accuracy": float(curve.loc[curve["layer"] == layer, "accuracy"].iloc[0]),
                          "context": i, "query": c.query.input, "label_a": c.query.output, "label_b": b.output,
                          "prediction": p.strip(), "correct_a": task_a.score(p, c.query),
-                         "correct_b": task_b.score(p, b), "margin": margin})
+                         "correct_b": task_b.score(p, b), "margin": margin, "prompt": texts[i]})
     return pd.DataFrame(rows)
+
+
+def dominance_table(rows: pd.DataFrame, min_icl: float = 0.5) -> pd.DataFrame:
+    """Per pair: ICL and patched accuracy on A's and B's labels; theta of B dominates where the patched run follows
+    B more often than A, counted only where plain ICL does task A (ICL on A >= `min_icl`), else flagged."""
+    acc = rows.groupby(["task_a", "task_b", "method"], sort=False)[["correct_a", "correct_b"]].mean().unstack("method")
+    table = pd.DataFrame({
+        "icl_acc_on_a": acc[("correct_a", "regular")], "icl_acc_on_b": acc[("correct_b", "regular")],
+        "patched_acc_on_a": acc[("correct_a", "patched")], "patched_acc_on_b": acc[("correct_b", "patched")],
+    })
+    first = rows.groupby(["task_a", "task_b"], sort=False)
+    table["layer"] = first["layer"].first()
+    table["n"] = first.size() // 2
+    return flag_dominance(table.reset_index(), min_icl)
+
+
+def flag_dominance(table: pd.DataFrame, min_icl: float = 0.5) -> pd.DataFrame:
+    """The dominance rule on any table of pair accuracies (ours or the paper's Table 2), so both are read alike."""
+    out = table.copy()
+    out["icl_does_a"] = out["icl_acc_on_a"] >= min_icl
+    out["theta_dominates"] = out["icl_does_a"] & (out["patched_acc_on_b"] > out["patched_acc_on_a"])
+    return out
 
 
 # --------------------------------------------------------------------------- interpretation: theta on the vocabulary
 
 
-def is_latin_word(text: str) -> bool:
-    """Letters of the Latin script only: the paper's 'alphabetic tokens' for a multilingual vocabulary."""
-    return text.isalpha() and all("LATIN" in unicodedata.name(ch, "") for ch in text)
+ALPHABETIC = re.compile(r"^[a-zA-Z]+$")
+"""The paper's token filter for the vocabulary projection: ASCII letters only."""
 
 
-def vocabulary_projection(lm: LM, task: Task, layers: list[int], protocol: Protocol, top: int = 20) -> pd.DataFrame:
-    """Mean theta over test contexts, through the final norm and unembedding: its top Latin-letter tokens per layer."""
+def vocabulary_projection(lm: LM, task: Task, layers: list[int], protocol: Protocol, top: int = 20,
+                          candidates: int = 100) -> pd.DataFrame:
+    """Mean theta over test contexts, through the final norm and unembedding, as the paper reads it: of the top
+    `candidates` tokens per layer, the alphabetic ones (ASCII letters), stripped and de-duplicated, at most `top`."""
     task = prepare(lm, task, protocol)
     contexts = sample_contexts(task, protocol.n_test, protocol.demos, protocol.seed, "test", protocol.n_dummy)
     mean = task_vectors(lm, task, contexts, protocol).mean(0)
     rows = []
     for layer in layers:
         logits = lm.logits_of(mean[lm.check_layer(layer)][None])[0]
-        order = torch.argsort(logits, descending=True)[: 50 * top].tolist()
-        seen: set[str] = set()
-        for token_id in order:
+        seen: list[str] = []
+        for token_id in torch.argsort(logits, descending=True)[:candidates].tolist():
             word = lm.tokenizer.decode([token_id]).strip()
-            if is_latin_word(word) and word.lower() not in seen:
-                seen.add(word.lower())
+            if ALPHABETIC.match(word) and word not in seen and len(seen) < top:
+                seen.append(word)
                 rows.append({"task": task.name, "layer": layer, "rank": len(seen), "token": word,
                              "logit": float(logits[token_id])})
-            if len(seen) == top:
-                break
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["task", "layer", "rank", "token", "logit"])
 
 
 # --------------------------------------------------------------------------- one worked example, and the paper's averages

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -39,10 +40,12 @@ class Context:
     dummies: tuple[Example, ...]
 
 
-def sample_contexts(task: Task, n: int, demos: int, seed: int, split: str = "test", n_dummy: int = 2) -> list[Context]:
+def sample_contexts(task: Task, n: int, demos: int, seed: int, split: str = "test", n_dummy: int = 2,
+                    dummy_pool: Sequence[Example] | None = None) -> list[Context]:
     """`n` contexts drawn from the sorted examples with a generator keyed by (seed, task, split): reproducible anywhere.
 
-    The query never appears among its demos, and no dummy query equals the test query.
+    The query never appears among its demos, and no dummy query equals the test query. Dummy queries come from the
+    task's own examples, or from `dummy_pool` (the conflicting-tasks experiment reads B's demos through A's inputs).
     """
     pool = sorted(task.examples, key=lambda e: e.input)
     if len(pool) < demos + 1:
@@ -54,8 +57,11 @@ def sample_contexts(task: Task, n: int, demos: int, seed: int, split: str = "tes
         query = pool[rng.randrange(len(pool))]
         others = [e for e in pool if e.input != query.input]
         chosen = rng.sample(others, demos)
-        dummy_pool = others if len(others) >= n_dummy else pool
-        dummies = rng.sample(dummy_pool, n_dummy) if n_dummy else []
+        if dummy_pool is None:
+            candidates = others if len(others) >= n_dummy else pool
+        else:
+            candidates = [e for e in sorted(dummy_pool, key=lambda e: e.input) if e.input != query.input]
+        dummies = rng.sample(candidates, n_dummy) if n_dummy else []
         contexts.append(Context(tuple(chosen), query, tuple(dummies)))
     return contexts
 

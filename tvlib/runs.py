@@ -65,40 +65,43 @@ class Runner:
         summary = experiments.summarize(self.main_all(tasks))
         return dict(zip(summary["task"], summary["best_layer"].astype(int)))
 
-    def robustness(self, tasks: list[str], layer: int, n: int = 50, demos: int = 4) -> dict[str, pd.DataFrame]:
-        """Thetas of every task at one layer: t-SNE coordinates, a distance histogram and clustering scores."""
+    def robustness(self, tasks: list[str], layer: int | None = None, n: int = 50,
+                   demos: int = 4) -> dict[str, pd.DataFrame]:
+        """Thetas of every task, each at its own chosen L as the paper's script reads them (or all at `layer`):
+        t-SNE coordinates, a distance histogram and clustering scores."""
         protocol = replace(self.protocol, demos=demos)
-        config = self._config("robustness", protocol, tasks=tasks, layer=layer, n=n,
+        layers = self.best_layers(tasks) if layer is None else {t: layer for t in tasks}
+        config = self._config("robustness", protocol, tasks=tasks, layers=layers, n=n,
                               data=[load_task(t).fingerprint() for t in tasks])
         names = ("tsne", "distances", "scores")
-        paths = {name: self.folder / "robustness" / f"{name}.csv" for name in names}
+        sub = "robustness" if layer is None else f"robustness_layer{layer}"
+        paths = {name: self.folder / sub / f"{name}.csv" for name in names}
         stored = {name: store.load(path, config) for name, path in paths.items()}
         if all(frame is not None for frame in stored.values()):
             return stored
-        vectors = [experiments.robustness_vectors(self.lm, load_task(t), layer, protocol, n).numpy()
+        vectors = [experiments.robustness_vectors(self.lm, load_task(t), layers[t], protocol, n).numpy()
                    for t in _progress(tasks, "thetas")]
         matrix = np.concatenate(vectors)
         labels = [t for t in tasks for _ in range(n)]
         xy = clusters.tsne(matrix, seed=protocol.seed)
         frames = {
-            "tsne": pd.DataFrame({"task": labels, "context": [i for _ in tasks for i in range(n)],
-                                  "x": xy[:, 0], "y": xy[:, 1]}),
+            "tsne": pd.DataFrame({"task": labels, "layer": [layers[t] for t in labels],
+                                  "context": [i for _ in tasks for i in range(n)], "x": xy[:, 0], "y": xy[:, 1]}),
             "distances": clusters.histogram(clusters.distance_pairs(matrix, labels)),
             "scores": clusters.scores(matrix, labels),
         }
         return {name: store.save(paths[name], frames[name], config) for name in names}
 
     def conflicting(self, pairs=CONFLICTS, n: int = 100, demos: int = 4) -> pd.DataFrame:
-        """Demos of task A with theta of task B at B's chosen layer, for each pair."""
+        """Demos of task A with theta of task B (B's layer from its own 4-demo dev sweep), for each pair."""
         protocol = replace(self.protocol, demos=demos)
-        layers = self.best_layers(sorted({b for _, b in pairs}))
         frames = []
         for a, b in _progress(list(pairs), "pairs"):
-            config = self._config("conflicting", protocol, a=a, b=b, n=n, layer=layers[b],
+            config = self._config("conflicting", protocol, a=a, b=b, n=n,
                                   data=[load_task(a).fingerprint(), load_task(b).fingerprint()])
             frames.append(store.cached(
                 self.folder / "conflicting" / f"{a}__{b}.csv", config,
-                lambda: experiments.conflicting(self.lm, load_task(a), load_task(b), layers[b], protocol, n)))
+                lambda: experiments.conflicting(self.lm, load_task(a), load_task(b), protocol, n)))
         return pd.concat(frames, ignore_index=True)
 
     def projection(self, tasks: list[str], offsets=(-2, -1, 0, 1, 2), top: int = 20) -> pd.DataFrame:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import string
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,7 +44,8 @@ class Task:
         return len(self.examples)
 
     def score(self, prediction: str, example: Example) -> bool:
-        """The paper's scoring: stripped first token equals an answer; prefix either way for knowledge tasks."""
+        """The paper's scoring: the stripped first token equals the answer; prefix either way for knowledge tasks.
+    (Translation: the paper accepts WordNet synonyms; here a pair's curated `accept` list, see data/README.md.)"""
         pred = prediction.strip()
         if not pred:
             return False
@@ -61,34 +63,32 @@ class Task:
 
 
 def _algorithmic(kind: str) -> list[Example]:
-    """The six algorithmic tasks, generated deterministically (letters, and lists of common words)."""
+    """The six algorithmic tasks as the paper's code defines them, generated deterministically."""
     lower, upper = string.ascii_lowercase, string.ascii_uppercase
     if kind == "next_letter":
-        return [Example(a, b) for a, b in zip(lower[:-1], lower[1:])] + [Example(a, b) for a, b in zip(upper[:-1], upper[1:])]
+        return [Example(a, b) for a, b in zip(lower[:-1], lower[1:])]
     if kind == "prev_letter":
-        return [Example(b, a) for a, b in zip(lower[:-1], lower[1:])] + [Example(b, a) for a, b in zip(upper[:-1], upper[1:])]
-    if kind in ("to_upper", "to_lower"):
-        items = list(lower) + _words()
-        return [Example(w, w.upper()) if kind == "to_upper" else Example(w.upper(), w) for w in items]
+        return [Example(b, a) for a, b in zip(lower[:-1], lower[1:])]
+    if kind == "to_upper":
+        return [Example(c, c.upper()) for c in lower]
+    if kind == "to_lower":
+        return [Example(c, c.lower()) for c in upper]
     if kind in ("list_first", "list_last"):
-        words = _words()
-        items = []
-        for i in range(len(words)):
-            group = [words[(i + 7 * j) % len(words)] for j in range(3)]
-            items.append(Example(",".join(group), group[0] if kind == "list_first" else group[-1]))
-        return items
+        return [Example(",".join(items), items[0] if kind == "list_first" else items[-1]) for items in _letter_lists()]
     raise TvlibError(f"unknown algorithmic task {kind!r}")
 
 
-def _words() -> list[str]:
-    """Common English nouns for the case and list tasks (letters only, sorted)."""
-    return sorted(set("""
-    apple bank bird boat book bread car cat chair cloud coat cup dog door egg eye farm fish flag frog game
-    garden girl glass gold hand hat horse house ice island jacket key king lamp leaf lion milk moon mountain
-    mouse music night nose ocean paper park pen phone piano queen rain ring river road rock rose salt school
-    sea ship shoe sky snow song star stone street sun table tea tiger tooth tree wall water window wind wolf
-    wood world
-    """.split()))
+def _letter_lists(per_length: int = 300) -> list[tuple[str, ...]]:
+    """Lists of 2-4 lowercase letters drawn with replacement, as the paper's code draws them, equally many of each
+    length (its sampler picks the length uniformly); a fixed draw, so the pool is the same everywhere."""
+    rng = random.Random("tvlib:letter-lists")
+    lists: list[tuple[str, ...]] = []
+    for length in (2, 3, 4):
+        seen: set[tuple[str, ...]] = set()
+        while len(seen) < per_length:
+            seen.add(tuple(rng.choice(string.ascii_lowercase) for _ in range(length)))
+        lists.extend(sorted(seen))
+    return lists
 
 
 # --------------------------------------------------------------------------- loading
@@ -150,16 +150,25 @@ def load_task(name_or_path: str) -> Task:
 # --------------------------------------------------------------------------- single-token filter
 
 
+SPACE_RATIO = 0.7
+"""The paper's code spaces a mapping task's prompts when that keeps at least 0.7x as many single-token pairs."""
+
+
 def _single(tokenizer, text: str) -> bool:
     return len(tokenizer.encode(text, add_special_tokens=False)) == 1
 
 
 def for_tokenizer(task: Task, tokenizer, min_examples: int = 0) -> Task:
-    """Keep examples whose output is one token, with or without a leading space (whichever keeps more), as the paper."""
-    plain = [e for e in task.examples if _single(tokenizer, e.output)]
-    spaced = [e for e in task.examples if _single(tokenizer, " " + e.output)]
-    space = len(spaced) > len(plain)
-    kept = tuple(spaced if space else plain)
+    """The paper's per-tokenizer rule: knowledge keeps every pair (answers of several tokens are scored by prefix);
+    algorithmic tasks keep single-token outputs, never spaced; linguistic, translation and custom tasks keep
+    single-token outputs, with a leading space before x and y when that keeps at least 0.7x as many pairs."""
+    if task.category == "knowledge":
+        kept, space = task.examples, False
+    else:
+        plain = tuple(e for e in task.examples if _single(tokenizer, e.output))
+        spaced = tuple(e for e in task.examples if _single(tokenizer, " " + e.output))
+        space = task.category != "algorithmic" and len(spaced) >= SPACE_RATIO * len(plain)
+        kept = spaced if space else plain
     if len(kept) < min_examples:
         raise TvlibError(
             f"task {task.name} has {len(kept)} examples with single-token outputs for this tokenizer "
