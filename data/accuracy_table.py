@@ -18,11 +18,15 @@ BEGIN, END = "<!-- accuracy table: begin -->", "<!-- accuracy table: end -->"
 
 def table() -> str:
     runner = Runner()
-    summary = summarize(runner.main_all(task_list("all")))
     dtypes = sorted({json.loads(p.read_text())["config"]["dtype"] for p in (runner.folder / "main").glob("*.json")})
-    lines = ["| task | baseline | regular ICL | hypothesis (theta) | L |", "| --- | ---: | ---: | ---: | ---: |"]
+    predictions = runner.main_all(task_list("all"))
+    summary = summarize(predictions)
+    spaced = predictions.groupby("task")["prompt"].agg(lambda p: p.str.contains("example: ", regex=False).any())
+    lines = ["| task | baseline | regular ICL | hypothesis (theta) | L | spaced |",
+             "| --- | ---: | ---: | ---: | ---: | --- |"]
     for row in summary.itertuples():
-        lines.append(f"| {row.task} | {row.baseline:.2f} | {row.regular:.2f} | {row.hypothesis:.2f} | {row.best_layer} |")
+        lines.append(f"| {row.task} | {row.baseline:.2f} | {row.regular:.2f} | {row.hypothesis:.2f} | {row.best_layer} "
+                     f"| {'yes' if spaced[row.task] else 'no'} |")
     p = runner.protocol
     lines.append("")
     lines.append(f"{runner.model} ({', '.join(dtypes)}, CPU), {p.demos} demos, baseline n = {p.n_baseline} queries, "
