@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from tvlib.experiments import summarize
+from tvlib.models import load_tokenizer
 from tvlib.runs import Runner, task_list
 
 CARD = Path(__file__).resolve().parent / "README.md"
@@ -34,9 +35,21 @@ def table() -> str:
                  f"{p.seed}; from `results/{runner.folder.name}/main/`.")
     lines.append("")
     good = summary[summary["regular"] >= 0.5]
-    weak = summary[summary["regular"] < 0.3]
-    lines.append(f"Regular ICL reaches 0.5 on {len(good)} of the {len(summary)} tasks; below 0.3: "
-                 + (", ".join(f"{t} ({r:.2f})" for t, r in zip(weak["task"], weak["regular"])) or "none") + ".")
+    weak = summary[summary["regular"] < 0.5]
+    lines.append(f"Regular ICL reaches 0.5 on {len(good)} of the {len(summary)} tasks. Below 0.5, with the most "
+                 "common wrong answers of regular ICL on the test queries:")
+    lines.append("")
+    icl = predictions[predictions["method"] == "regular"]
+    tokenizer = load_tokenizer(runner.model)
+    for task, regular in zip(weak["task"], weak["regular"]):
+        rows = icl[icl["task"] == task]
+        wrong = rows[~rows["correct"].astype(bool)]["prediction"].fillna("").value_counts().head(4)
+        line = f"* {task} (regular {regular:.2f}): " + ", ".join(f"`{w or ' '}` x{n}" for w, n in wrong.items())
+        several = rows["expected"].map(lambda e: len(tokenizer.encode(e, add_special_tokens=False)) > 1)
+        if several.any() and (~several).any():
+            line += (f"; answers of one token right {rows[~several]['correct'].mean():.2f} (n = {(~several).sum()}),"
+                     f" of several tokens {rows[several]['correct'].mean():.2f} (n = {several.sum()})")
+        lines.append(line)
     return "\n".join(lines)
 
 

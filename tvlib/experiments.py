@@ -286,9 +286,14 @@ def trace(lm: LM, task: Task, layer: int, protocol: Protocol, index: int = 0) ->
     }
 
 
+def figure4_kept(summary: pd.DataFrame, min_gain: float = 0.2) -> pd.Series:
+    """The paper's Figure 4 filter: a task counts where ICL adds at least 0.2 over the query alone."""
+    return summary["regular"] - summary["baseline"] >= min_gain
+
+
 def figure4_average(summary: pd.DataFrame, min_gain: float = 0.2) -> pd.Series:
     """The paper's Figure 4 average: tasks where regular - baseline < 0.2 are dropped (ICL adds too little there)."""
-    kept = summary[summary["regular"] - summary["baseline"] >= min_gain]
+    kept = summary[figure4_kept(summary, min_gain)]
     out = kept[["baseline", "hypothesis", "regular"]].mean()
     out["hypothesis / regular"] = out["hypothesis"] / out["regular"]
     out["tasks kept"] = len(kept)
