@@ -7,9 +7,12 @@ import pytest
 def announce(request):
     """Write one line to the terminal now (pytest captures print), for steps that take minutes."""
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
 
     def say(message: str) -> None:
-        if reporter is not None:
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled():  # else the captured stdout swallows the line
             reporter.write_line(f"  [{request.node.name}] {message}")
     return say
 
