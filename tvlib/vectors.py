@@ -93,7 +93,12 @@ def last_logits(lm: LM, texts: Sequence[str], thetas: torch.Tensor | None = None
     if thetas is None:
         return _forward(lm, list(texts))
     layer_of = torch.as_tensor([lm.check_layer(layer) for layer in layers])
+    with block_hooks(lm, _writes(layer_of, thetas)):
+        return _forward(lm, list(texts))
 
+
+def _writes(layer_of: torch.Tensor, values: torch.Tensor) -> Callable[[int], Callable]:
+    """f's patch as hook makers: row i gets values[i] written into block layer_of[i]'s output at the last position."""
     def make(layer: int):
         rows = (layer_of == layer).nonzero().flatten()
 
@@ -102,12 +107,10 @@ def last_logits(lm: LM, texts: Sequence[str], thetas: torch.Tensor | None = None
                 return None
             hidden = _tensor(output).clone()
             idx = rows.to(hidden.device)
-            hidden[idx, -1] = thetas[rows].to(hidden.device, hidden.dtype)
+            hidden[idx, -1] = values[rows].to(hidden.device, hidden.dtype)
             return _with_tensor(output, hidden)
         return hook
-
-    with block_hooks(lm, make):
-        return _forward(lm, list(texts))
+    return make
 
 
 @dataclass
@@ -209,20 +212,7 @@ def sweep(lm: LM, texts: Sequence[str], thetas: torch.Tensor, layers: Sequence[i
 
     def on_batch(global_rows: list[int], batch: list[reuse.Row]):
         tags = torch.tensor([r.tag for r in batch])
-        patch = thetas[[i % n for i in global_rows], tags]
-
-        def make(layer: int):
-            where = (tags == layer).nonzero().flatten()
-
-            def hook(_module, _inputs, output):
-                if where.numel() == 0:
-                    return None
-                hidden = _tensor(output).clone()
-                idx = where.to(hidden.device)
-                hidden[idx, -1] = patch[where].to(hidden.device, hidden.dtype)
-                return _with_tensor(output, hidden)
-            return hook
-        return block_hooks(lm, make), after
+        return block_hooks(lm, _writes(tags, thetas[[i % n for i in global_rows], tags])), after
 
     _run(lm, prefixes, rows, on_batch, batch_size, progress, "f (sweep)")
     return answers
