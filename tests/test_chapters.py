@@ -34,3 +34,11 @@ def test_the_accuracy_chapter_runs_on_another_model(tiny_model, tmp_path):
     frame = pd.read_csv(stored[0])
     assert set(frame["layer"].dropna().astype(int)) == {0, 1, 2, 3}  # the tiny model's 4 blocks were swept
     assert str(tiny_model) in "".join(injected[0]["source"])
+
+
+def test_computed_prose_is_wrapped_to_the_page(capsys):
+    from tvlib.book import say
+
+    say("word " * 60, "short")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and max(len(line) for line in lines) <= 72 and lines[-1] == "short"

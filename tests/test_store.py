@@ -44,3 +44,4 @@ def test_a_damaged_or_half_written_result_is_recomputed(tmp_path):
 def test_slug_of_hub_ids_and_paths(tmp_path):
     assert store.slug("EleutherAI/pythia-6.9b") == "EleutherAI__pythia-6.9b"
     assert store.slug(str(tmp_path)) == tmp_path.name
+

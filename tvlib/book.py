@@ -53,3 +53,11 @@ def run(selected: list[str] | None, out_dir: Path | None, parameters: dict) -> l
         written.append(target)
         print(f"executed {notebook.name} -> {target}", flush=True)
     return written
+
+
+def say(*sentences: str, width: int = 72) -> None:
+    """Print computed prose wrapped to the page's width: an unwrapped line hides in a scroll box on the page."""
+    import textwrap
+
+    for sentence in sentences:
+        print(textwrap.fill(sentence, width))
