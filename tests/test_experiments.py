@@ -158,3 +158,12 @@ def test_task_list_parameter():
     assert task_list("algorithmic_to_upper, algorithmic_to_lower") == ["algorithmic_to_upper", "algorithmic_to_lower"]
     assert all(t.startswith("knowledge_") for t in task_list("knowledge")) and len(task_list("knowledge")) == 4
     assert len(task_list("all")) == 18
+
+
+def test_peak_and_fall_reads_every_curve_by_one_rule():
+    curve = pd.DataFrame({"layer": [0, 1, 2, 3, 4, 0, 1, 2, 3, 4],
+                          "accuracy": [0.0, 0.4, 0.8, 0.5, 0.1, 0.0, 0.6, 0.8, 0.3, 0.1]})
+    out = experiments.peak_and_fall(curve, 5)  # mean 0, .5, .8, .4, .1: layer 3 sits at half the peak, layer 4 below
+    assert out["peak layer"] == 2 and out["relative depth"] == 3 / 5 and out["blocks to fall"] == 2
+    flat = pd.DataFrame({"layer": [0, 1, 2], "accuracy": [0.2, 0.9, 0.8]})
+    assert experiments.peak_and_fall(flat, 3)["blocks to fall"] is None

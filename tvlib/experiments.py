@@ -125,6 +125,16 @@ def dev_curve(predictions: pd.DataFrame) -> pd.DataFrame:
             .rename(columns={"correct": "accuracy"}).astype({"layer": int}))
 
 
+def peak_and_fall(curves: pd.DataFrame, n_layers: int) -> dict:
+    """The mean dev curve's peak, and how many blocks after it the curve first falls below half of the peak (None if
+    it never does): one rule for our curves and the paper's, so the two are compared alike."""
+    mean = curves.groupby("layer")["accuracy"].mean().sort_index()
+    peak = int(mean.idxmax())
+    drop = next((int(layer) for layer, acc in mean[mean.index > peak].items() if acc < mean[peak] / 2), None)
+    return {"peak layer": peak, "peak accuracy": float(mean[peak]), "blocks": n_layers,
+            "relative depth": (peak + 1) / n_layers, "blocks to fall": None if drop is None else drop - peak}
+
+
 def evaluate_task(lm: LM, task: Task, protocol: Protocol = Protocol()) -> pd.DataFrame:
     """The main experiment for one task: baseline, regular, and hypothesis at every layer on dev and test contexts.
 
