@@ -52,6 +52,7 @@ def sample_contexts(task: Task, n: int, demos: int, seed: int, split: str = "tes
         raise TvlibError(f"task {task.name} has {len(pool)} usable examples; {demos} demos + 1 query need "
                          f"{demos + 1}. Use fewer demos or add examples.")
     rng = random.Random(f"{seed}:{task.name}:{split}")
+    outside = None if dummy_pool is None else sorted(dummy_pool, key=lambda e: e.input)
     contexts = []
     for _ in range(n):
         query = pool[rng.randrange(len(pool))]
@@ -60,7 +61,7 @@ def sample_contexts(task: Task, n: int, demos: int, seed: int, split: str = "tes
         if dummy_pool is None:
             candidates = others if len(others) >= n_dummy else pool
         else:
-            candidates = [e for e in sorted(dummy_pool, key=lambda e: e.input) if e.input != query.input]
+            candidates = [e for e in outside if e.input != query.input]
         dummies = rng.sample(candidates, n_dummy) if n_dummy else []
         contexts.append(Context(tuple(chosen), query, tuple(dummies)))
     return contexts
