@@ -99,7 +99,7 @@ def test_dominance_counts_only_pairs_where_icl_does_task_a():
     def rows(pair, icl_a, patched_a, patched_b):
         out = []
         for method, (ca, cb) in (("regular", (icl_a, 0.0)), ("patched", (patched_a, patched_b))):
-            out += [{"task_a": pair[0], "task_b": pair[1], "method": method, "layer": 3,
+            out += [{"task_a": pair[0], "task_b": pair[1], "method": method, "layer": 3, "b_dev_accuracy": 0.5,
                      "correct_a": i < 10 * ca, "correct_b": i < 10 * cb} for i in range(10)]
         return out
     frame = pd.DataFrame(rows(("a", "b"), 0.9, 0.2, 0.7) + rows(("c", "d"), 0.3, 0.0, 0.8)
@@ -109,6 +109,7 @@ def test_dominance_counts_only_pairs_where_icl_does_task_a():
     assert not table.loc["c", "icl_does_a"] and not table.loc["c", "theta_dominates"]  # flagged, not counted
     assert not table.loc["e", "theta_dominates"]
     assert table.loc["a", "patched_acc_on_b"] == 0.7 and table.loc["a", "n"] == 10 and table.loc["a", "layer"] == 3
+    assert table.loc["a", "b_dev_accuracy"] == 0.5
 
 
 def test_the_vocabulary_projection_keeps_the_papers_alphabetic_distinct_tokens(lm):
@@ -139,7 +140,7 @@ def test_runner_stores_and_reuses_every_experiment(lm, tmp_path):
     tasks = ["algorithmic_next_letter", "algorithmic_to_upper"]
     main = runner.main_all(tasks)
     robust = runner.robustness(tasks, n=8, demos=3)  # each task at its own L
-    assert set(robust) == {"tsne", "distances", "scores"} and len(robust["tsne"]) == 16
+    assert set(robust) == {"tsne", "distances", "task_distances", "neighbours", "scores"} and len(robust["tsne"]) == 16
     layers = runner.best_layers(tasks)
     assert robust["tsne"].groupby("task")["layer"].first().to_dict() == layers
     common = runner.robustness(tasks, layer=1, n=8, demos=3)

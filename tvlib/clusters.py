@@ -32,6 +32,56 @@ def histogram(pairs: pd.DataFrame, bins: int = 40) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def task_histograms(vectors: np.ndarray, labels: list[str], bins: int = 30) -> pd.DataFrame:
+    """Per task, its within-task distances against its distances to every other task's vectors, on shared bin edges
+    so that the small multiples compare (the paper's per-task histograms)."""
+    dist = cosine_distances(vectors)
+    lab = np.asarray(labels)
+    edges = np.linspace(0.0, float(dist.max()) + 1e-9, bins + 1)
+    rows = []
+    for task in sorted(set(labels)):
+        mine = lab == task
+        block = dist[np.ix_(mine, mine)]
+        groups = {"within task": block[np.triu_indices(int(mine.sum()), k=1)],
+                  "across tasks": dist[np.ix_(mine, ~mine)].ravel()}
+        for kind, values in groups.items():
+            counts, _ = np.histogram(values, edges)
+            rows += [{"task": task, "kind": kind, "left": left, "right": right, "count": int(count),
+                      "density": count / max(len(values), 1) / (right - left), "mean": float(values.mean())}
+                     for left, right, count in zip(edges[:-1], edges[1:], counts)]
+    return pd.DataFrame(rows)
+
+
+def task_distances(vectors: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    """The mean cosine distance between the vectors of every two tasks (the diagonal: within a task, self-pairs
+    left out): the table the category statistic reads."""
+    dist = cosine_distances(vectors)
+    lab = np.asarray(labels)
+    tasks = sorted(set(labels))
+    out = pd.DataFrame(index=tasks, columns=tasks, dtype=float)
+    for a in tasks:
+        for b in tasks:
+            block = dist[np.ix_(lab == a, lab == b)]
+            out.loc[a, b] = block[~np.eye(len(block), dtype=bool)].mean() if a == b else block.mean()
+    return out
+
+
+def category_neighbours(means: pd.DataFrame, category: dict[str, str]) -> pd.DataFrame:
+    """For each task, the other task whose vectors lie nearest (mean distance) and whether it shares the category:
+    the paper's Figure 9 observation (tasks of one category lie close) as a count, with the count chance gives."""
+    rows = []
+    for task in means.index:
+        others = means.loc[task].drop(task)
+        nearest = others.idxmin()
+        peers = [t for t in others.index if category[t] == category[task]]
+        rows.append({"task": task, "category": category[task], "nearest other task": nearest,
+                     "same category": category[nearest] == category[task],
+                     "chance": len(peers) / len(others),
+                     "mean distance, same category": others[peers].mean() if peers else np.nan,
+                     "mean distance, other categories": others.drop(peers).mean()})
+    return pd.DataFrame(rows)
+
+
 def scores(vectors: np.ndarray, labels: list[str], k: int = 5) -> pd.DataFrame:
     """5-NN task accuracy (leave one out, cosine) and silhouette (cosine): one number each for 'they cluster'."""
     from sklearn.metrics import silhouette_score

@@ -135,6 +135,31 @@ def peak_and_fall(curves: pd.DataFrame, n_layers: int) -> dict:
             "relative depth": (peak + 1) / n_layers, "blocks to fall": None if drop is None else drop - peak}
 
 
+FIGURE3_MIN_DEV = 0.75
+"""The paper's Figure 3 averages the dev curves of tasks whose best dev accuracy exceeds this."""
+
+
+def figure3_tasks(curves: pd.DataFrame, min_dev: float = FIGURE3_MIN_DEV) -> list[str]:
+    """The tasks the paper's Figure 3 keeps: best dev accuracy over layers above 0.75."""
+    best = curves.groupby("task")["accuracy"].max()
+    return sorted(best[best > min_dev].index)
+
+
+def depth_peaks(curves_by_model: dict[str, pd.DataFrame], min_dev: float = FIGURE3_MIN_DEV) -> pd.DataFrame:
+    """`peak_and_fall` of each model's mean dev curve, over all tasks and over Figure 3's tasks: one row each, so
+    peak layers come from the curves (ours and the paper's) by one rule, never typed in."""
+    rows = []
+    for model, curves in curves_by_model.items():
+        n_layers = int(curves["layer"].max()) + 1
+        for which, kept in (("all tasks", sorted(curves["task"].unique())),
+                            ("Figure 3 filter", figure3_tasks(curves, min_dev))):
+            row = {"model": model, "tasks": which, "n tasks": len(kept), "blocks": n_layers}
+            if kept:
+                row.update(peak_and_fall(curves[curves["task"].isin(kept)], n_layers))
+            rows.append(row)
+    return pd.DataFrame(rows).astype({"blocks to fall": "Int64"})
+
+
 def evaluate_task(lm: LM, task: Task, protocol: Protocol = Protocol()) -> pd.DataFrame:
     """The main experiment for one task: baseline, regular, and hypothesis at every layer on dev and test contexts.
 
@@ -238,6 +263,7 @@ def dominance_table(rows: pd.DataFrame, min_icl: float = 0.5) -> pd.DataFrame:
     })
     first = rows.groupby(["task_a", "task_b"], sort=False)
     table["layer"] = first["layer"].first()
+    table["b_dev_accuracy"] = first["b_dev_accuracy"].first()  # theta of B on B's bare queries, no A in sight
     table["n"] = first.size() // 2
     return flag_dominance(table.reset_index(), min_icl)
 
@@ -308,3 +334,17 @@ def figure4_average(summary: pd.DataFrame, min_gain: float = 0.2) -> pd.Series:
     out["hypothesis / regular"] = out["hypothesis"] / out["regular"]
     out["tasks kept"] = len(kept)
     return out
+
+
+def table6_side(summary: pd.DataFrame, paper: pd.DataFrame, label: str) -> pd.DataFrame:
+    """Our per-task accuracies beside every model of the paper's Table 6, one column a model, each cell
+    'baseline / hypothesis / regular', so all eight are read in one table."""
+    def cells(frame: pd.DataFrame) -> pd.Series:
+        return frame.set_index("task").apply(
+            lambda r: f"{r['baseline']:.2f} / {r['hypothesis']:.2f} / {r['regular']:.2f}", axis=1)
+
+    columns = {f"{label} (ours)": cells(summary)}
+    for model, frame in paper.groupby("model", sort=False):
+        columns[model] = cells(frame)
+    return pd.DataFrame(columns).reindex(summary["task"])
+

@@ -338,6 +338,23 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torc
     return lm
 
 
+def n_blocks(name: str = DEFAULT_MODEL) -> int:
+    """The number of decoder blocks from the model's config alone, so a page can name it without loading weights."""
+    from transformers import AutoConfig
+
+    source = resolve(name)
+    gguf_file = _gguf_file(source)
+    try:
+        config = AutoConfig.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
+    except OSError as err:
+        raise _unknown_model(name) from err
+    config = getattr(config, "text_config", config)
+    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+        if isinstance(getattr(config, key, None), int):
+            return getattr(config, key)
+    raise TvlibError(f"the config of {name!r} names no layer count (num_hidden_layers / n_layer / num_layers)")
+
+
 def load_tokenizer(name: str = DEFAULT_MODEL):
     """Only the tokenizer (for data statistics), through the same resolution as load_model."""
     from transformers import AutoTokenizer

@@ -8,6 +8,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from tvlib.experiments import FIGURE3_MIN_DEV, figure3_tasks
 from tvlib.tasks import short_name
 
 METHOD_COLORS = {"baseline": "#9e9e9e", "hypothesis": "#1f77b4", "regular": "#ff7f0e"}
@@ -36,7 +37,7 @@ def mechanism() -> plt.Figure:
     box(4.0, 2.6, 1.8, 1.0, "A: blocks 0..L", "#d2e3fc")
     box(6.6, 2.75, 1.2, 0.7, "theta\n(last token)", "#fde7c8")
     box(0.1, 0.4, 3.2, 1.0, "bare query\nexample:x->", "#e6f4ea")
-    box(4.0, 0.4, 3.6, 1.0, "f: blocks L+1..N, block L's output\nat the last position replaced by theta", "#ceead6")
+    box(4.0, 0.4, 3.6, 1.0, "f: blocks L+1..N-1, block L's output\nat the last position replaced by theta", "#ceead6")
     box(8.3, 0.55, 1.5, 0.7, "answer y", "#fce8e6")
     arrow((3.3, 3.1), (4.0, 3.1))
     arrow((5.8, 3.1), (6.6, 3.1), "hidden state")
@@ -67,19 +68,47 @@ def dev_curves(curves: pd.DataFrame, best: dict[str, int] | None = None) -> plt.
     return fig
 
 
-def depth_comparison(ours: pd.DataFrame, paper: pd.DataFrame, label: str) -> plt.Figure:
-    """Mean dev curve against relative depth, ours beside the paper's three models."""
+def depth_comparison(curves_by_model: dict[str, pd.DataFrame], ours: str,
+                     min_dev: float = FIGURE3_MIN_DEV) -> plt.Figure:
+    """Mean dev curve of each model against relative depth (L + 1) / blocks: left over all tasks, right over the
+    tasks the paper's Figure 3 keeps (best dev accuracy above 0.75). `ours` names the curve drawn in black."""
     _style()
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for model, frame in paper.groupby("model"):
-        mean = frame.groupby("depth")["accuracy"].mean()
-        ax.plot(mean.index, mean.values, label=f"{model} (paper)", linewidth=1.5, alpha=0.8)
-    mean = ours.groupby("depth")["accuracy"].mean()
-    ax.plot(mean.index, mean.values, label=f"{label} (ours)", color="black", linewidth=2.5)
-    ax.set_xlabel("relative depth (L + 1) / number of blocks")
-    ax.set_ylabel("mean dev accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(loc="upper left", fontsize=9)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    for model, curves in curves_by_model.items():
+        n_layers = int(curves["layer"].max()) + 1
+        style = {"color": "black", "linewidth": 2.5} if model == ours else {"linewidth": 1.5, "alpha": 0.8}
+        for ax, kept in zip(axes, (sorted(curves["task"].unique()), figure3_tasks(curves, min_dev))):
+            if not kept:
+                continue
+            mean = curves[curves["task"].isin(kept)].groupby("layer")["accuracy"].mean()
+            ax.plot((mean.index + 1) / n_layers, mean.values, label=f"{model} ({len(kept)} tasks)", **style)
+    axes[0].set_title("all tasks")
+    axes[1].set_title(f"Figure 3 filter: tasks with best dev accuracy > {min_dev}")
+    for ax in axes:
+        ax.set_xlabel("relative depth (L + 1) / number of blocks")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(loc="upper left", fontsize=8)
+    axes[0].set_ylabel("mean dev accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def figure4_bars(averages: pd.DataFrame) -> plt.Figure:
+    """The paper's Figure 4: per model, the average baseline, hypothesis and regular accuracy over the tasks its
+    filter keeps; one group of bars a model (rows of `averages`, ours first)."""
+    _style()
+    methods = ["baseline", "hypothesis", "regular"]
+    long = averages[methods].rename_axis("model").reset_index().melt(id_vars="model", var_name="method",
+                                                                     value_name="accuracy")
+    fig, ax = plt.subplots(figsize=(11, 4))
+    sns.barplot(long, x="model", y="accuracy", hue="method", hue_order=methods, palette=METHOD_COLORS, ax=ax)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.2f", fontsize=7, padding=1)
+    ax.set_xticks(ax.get_xticks(), averages.index, rotation=20, ha="right")
+    ax.set_xlabel("")
+    ax.set_ylabel("mean accuracy, Figure 4's tasks")
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="upper left", fontsize=8, ncols=3)
     fig.tight_layout()
     return fig
 
@@ -127,6 +156,30 @@ def distance_histogram(hist: pd.DataFrame) -> plt.Figure:
     ax.set_xlabel("cosine distance between two task vectors")
     ax.set_ylabel("density")
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def task_distance_grid(hist: pd.DataFrame, columns: int = 6) -> plt.Figure:
+    """Small multiples: per task, its within-task distances against its distances to other tasks' vectors, with
+    each group's mean as a dashed line."""
+    _style()
+    tasks = sorted(hist["task"].unique())
+    rows = -(-len(tasks) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 1.9 * rows), sharex=True, squeeze=False)
+    colors = {"within task": "#1f77b4", "across tasks": "#d62728"}
+    for ax, task in zip(axes.flat, tasks):
+        for kind, frame in hist[hist["task"] == task].groupby("kind"):
+            ax.bar(frame["left"], frame["density"], width=frame["right"] - frame["left"], align="edge", alpha=0.55,
+                   color=colors[kind], label=kind)
+            ax.axvline(frame["mean"].iloc[0], color=colors[kind], linestyle="--", linewidth=1)
+        ax.set_title(short_name(task), fontsize=8)
+        ax.set_yticks([])
+    for ax in axes.flat[len(tasks):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("cosine distance", fontsize=8)
+    axes.flat[0].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig
 

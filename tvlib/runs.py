@@ -68,12 +68,13 @@ class Runner:
     def robustness(self, tasks: list[str], layer: int | None = None, n: int = 50,
                    demos: int = 4) -> dict[str, pd.DataFrame]:
         """Thetas of every task, each at its own chosen L as the paper's script reads them (or all at `layer`):
-        t-SNE coordinates, a distance histogram and clustering scores."""
+        t-SNE coordinates, distance histograms (pooled and per task), each task's nearest other task, and
+        clustering scores."""
         protocol = replace(self.protocol, demos=demos)
         layers = self.best_layers(tasks) if layer is None else {t: layer for t in tasks}
         config = self._config("robustness", protocol, tasks=tasks, layers=layers, n=n,
                               data=[load_task(t).fingerprint() for t in tasks])
-        names = ("tsne", "distances", "scores")
+        names = ("tsne", "distances", "task_distances", "neighbours", "scores")
         sub = "robustness" if layer is None else f"robustness_layer{layer}"
         paths = {name: self.folder / sub / f"{name}.csv" for name in names}
         stored = {name: store.load(path, config) for name, path in paths.items()}
@@ -88,6 +89,9 @@ class Runner:
             "tsne": pd.DataFrame({"task": labels, "layer": [layers[t] for t in labels],
                                   "context": [i for _ in tasks for i in range(n)], "x": xy[:, 0], "y": xy[:, 1]}),
             "distances": clusters.histogram(clusters.distance_pairs(matrix, labels)),
+            "task_distances": clusters.task_histograms(matrix, labels),
+            "neighbours": clusters.category_neighbours(clusters.task_distances(matrix, labels),
+                                                       {t: load_task(t).category for t in tasks}),
             "scores": clusters.scores(matrix, labels),
         }
         return {name: store.save(paths[name], frames[name], config) for name in names}
