@@ -19,21 +19,55 @@ def tiny_model(tmp_path_factory):
     return save_tiny("gpt_neox", tmp_path_factory.mktemp("tiny-pythia"), layers=4, tokenizer=load_tokenizer())
 
 
-def test_the_accuracy_chapter_runs_on_another_model(tiny_model, tmp_path):
-    """What `python -m tvlib run-book --chapter 03 --model PATH --out DIR -p ...` does: papermill, no edits."""
+def _rendered_text(nb: dict) -> str:
+    """What a reader sees of a notebook besides its code: markdown cells and every text output."""
+    parts = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            parts.append("".join(cell["source"]))
+        for out in cell.get("outputs", []):
+            parts.append("".join(out.get("text", "")))
+            data = out.get("data", {})
+            parts.append("".join(data.get("text/plain", "")) + "".join(data.get("text/html", "")))
+    return "\n".join(parts)
+
+
+def test_every_chapter_runs_on_another_model_and_says_so(tiny_model, tmp_path):
+    """What `python -m tvlib run-book --model PATH --out DIR -p ...` does: papermill, no edits. Every page then names
+    the model it ran on and its block count, and nothing on it speaks of the default model."""
     params = {"model": str(tiny_model), "tasks": "algorithmic_to_upper,algorithmic_next_letter",
-              "n_dev": 4, "n_test": 4, "n_baseline": 4, "results_dir": str(tmp_path / "results")}
-    [out] = book.run(["03"], tmp_path / "executed", params)
-    nb = json.loads(out.read_text())
-    assert "papermill" not in nb["metadata"]
-    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
-    assert len(injected) == 1 and "remove-cell" in injected[0]["metadata"]["tags"]
-    assert not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
+              "n_dev": 4, "n_test": 4, "n_baseline": 4, "n_vectors": 4, "n_queries": 4,
+              "results_dir": str(tmp_path / "results")}
+    written = book.run(None, tmp_path / "executed", params)
+    assert [p.name for p in written] == [p.name for p in book.chapters()]
+    for out in written:
+        nb = json.loads(out.read_text())
+        assert "papermill" not in nb["metadata"]
+        injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+        assert len(injected) == 1 and "remove-cell" in injected[0]["metadata"]["tags"], out.name
+        assert str(tiny_model) in "".join(injected[0]["source"])
+        assert not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", [])), out.name
+        text = _rendered_text(nb)
+        assert f"Model: {tiny_model}, 4 blocks" in text.replace("\n", " "), out.name
+        assert "gemma" not in text.lower() and "18 blocks" not in text, out.name
     stored = sorted((tmp_path / "results" / tiny_model.name / "main").glob("*.csv"))
-    assert [p.stem for p in stored] == ["algorithmic_next_letter", "algorithmic_to_upper"]
+    assert [p.stem for p in stored][:2] == ["algorithmic_next_letter", "algorithmic_to_upper"]
     frame = pd.read_csv(stored[0])
     assert set(frame["layer"].dropna().astype(int)) == {0, 1, 2, 3}  # the tiny model's 4 blocks were swept
-    assert str(tiny_model) in "".join(injected[0]["source"])
+
+
+def test_chapter_sources_and_notebooks_are_in_sync():
+    """Each chapter's MyST source (what a reviewer reads) has the executed notebook's cells, in order."""
+    import jupytext
+
+    for notebook in book.chapters():
+        source = notebook.with_suffix(".md")
+        assert source.exists(), f"{source.name} is missing: run jupytext --sync chapters/*.ipynb"
+        pairs = zip(jupytext.read(source)["cells"], json.loads(notebook.read_text())["cells"], strict=True)
+        for md, nb in pairs:
+            assert md["cell_type"] == nb["cell_type"], notebook.name
+            assert md["source"].strip() == "".join(nb["source"]).strip(), (notebook.name, md["source"][:60])
+            assert md["metadata"].get("tags", []) == nb["metadata"].get("tags", []), notebook.name
 
 
 def test_computed_prose_is_wrapped_to_the_page(capsys):

@@ -37,6 +37,13 @@ def _tidy(path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _pair(notebook: Path) -> None:
+    """Rewrite the chapter's MyST source (chapters/jupytext.toml) from the executed notebook, so the two stay in sync."""
+    import jupytext
+
+    jupytext.write(jupytext.read(notebook), notebook.with_suffix(".md"), fmt="md:myst")
+
+
 def run(selected: list[str] | None, out_dir: Path | None, parameters: dict) -> list[Path]:
     """Execute chapters (in place when out_dir is None), each in chapters/ as Jupyter Book and nbval do."""
     import papermill
@@ -50,9 +57,28 @@ def run(selected: list[str] | None, out_dir: Path | None, parameters: dict) -> l
                                    cwd=str(CHAPTERS), progress_bar=False)
         _tidy(tmp)
         tmp.replace(target)  # a failed chapter never overwrites the stored one
+        if out_dir is None:
+            _pair(target)
         written.append(target)
         print(f"executed {notebook.name} -> {target}", flush=True)
     return written
+
+
+def setup(model: str, device: str = "cpu", dtype: str = "float32", tasks: str = "all",
+          results_dir: str | None = None, **protocol) -> tuple:
+    """A chapter's first line after its parameters: the runner and task list, and a printed line naming the model,
+    its number of blocks and the protocol, so a page rerun on another model says which one it ran on."""
+    from tvlib.experiments import Protocol
+    from tvlib.models import n_blocks
+    from tvlib.runs import Runner, task_list
+
+    settings = Protocol(**protocol)
+    runner = Runner(model, device, dtype, settings, results_dir)
+    names = task_list(tasks)
+    say(f"Model: {model}, {n_blocks(model)} blocks, {dtype} on {device}. Protocol: {settings.demos} demonstrations, "
+        f"{settings.n_dev} dev and {settings.n_test} test contexts, {settings.n_baseline} baseline queries, "
+        f"seed {settings.seed}; {len(names)} task(s).")
+    return runner, names
 
 
 def say(*sentences: str, width: int = 72) -> None:
