@@ -14,6 +14,9 @@ from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model
 from tvlib.tasks import load_task
 from tvlib.vectors import progress_bar
 
+PAPER_SEED = 41
+"""The paper's seed; results with it live in the plain folders (main/, robustness/, ...)."""
+
 CONFLICTS = (
     ("algorithmic_next_letter", "algorithmic_to_upper"),
     ("algorithmic_list_last", "algorithmic_list_first"),
@@ -44,6 +47,12 @@ class Runner:
     def folder(self) -> Path:
         return Path(self.results_dir or store.RESULTS_DIR) / store.slug(self.model)
 
+    def _place(self, kind: str, seed: int | None = None) -> Path:
+        """The folder of one experiment kind; a seed other than the paper's 41 gets its own (main_seed42/), so
+        runs with several seeds sit side by side and never overwrite each other."""
+        seed = self.protocol.seed if seed is None else seed
+        return self.folder / (kind if seed == PAPER_SEED else f"{kind}_seed{seed}")
+
     def _config(self, kind: str, protocol: Protocol, **extra) -> dict:
         return {"experiment": kind, "model": self.model, "dtype": dtype_name(self.dtype, self.device),
                 "protocol": protocol.config(),
@@ -53,7 +62,7 @@ class Runner:
         """Every prediction of the main experiment for one task (baseline, regular, dev sweep, hypothesis)."""
         data = load_task(task)
         config = self._config("main", self.protocol, task=task, data=data.fingerprint())
-        return store.cached(self.folder / "main" / f"{data.name}.csv", config,
+        return store.cached(self._place("main") / f"{data.name}.csv", config,
                             lambda: experiments.evaluate_task(self.lm, data, self.protocol))
 
     def main_all(self, tasks: list[str]) -> pd.DataFrame:
@@ -76,7 +85,7 @@ class Runner:
                               data=[load_task(t).fingerprint() for t in tasks])
         names = ("tsne", "distances", "task_distances", "neighbours", "scores")
         sub = "robustness" if layer is None else f"robustness_layer{layer}"
-        paths = {name: self.folder / sub / f"{name}.csv" for name in names}
+        paths = {name: self._place(sub) / f"{name}.csv" for name in names}
         stored = {name: store.load(path, config) for name, path in paths.items()}
         if all(frame is not None for frame in stored.values()):
             return stored
@@ -104,7 +113,7 @@ class Runner:
             config = self._config("conflicting", protocol, a=a, b=b, n=n,
                                   data=[load_task(a).fingerprint(), load_task(b).fingerprint()])
             frames.append(store.cached(
-                self.folder / "conflicting" / f"{a}__{b}.csv", config,
+                self._place("conflicting") / f"{a}__{b}.csv", config,
                 lambda: experiments.conflicting(self.lm, load_task(a), load_task(b), protocol, n)))
         return pd.concat(frames, ignore_index=True)
 
@@ -118,7 +127,7 @@ class Runner:
             config = self._config("projection", self.protocol, task=task, layers=wanted, top=top,
                                   data=load_task(task).fingerprint())
             frames.append(store.cached(
-                self.folder / "projection" / f"{task}.csv", config,
+                self._place("projection") / f"{task}.csv", config,
                 lambda: experiments.vocabulary_projection(self.lm, load_task(task), wanted, self.protocol, top)))
         frame = pd.concat(frames, ignore_index=True)
         frame["best_layer"] = frame["task"].map(layers)
