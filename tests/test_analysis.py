@@ -99,18 +99,31 @@ def test_output_space_shares_and_language_names():
 
 
 def test_verdicts_follow_their_stated_thresholds():
-    average = pd.Series({"hypothesis / regular": 0.85, "baseline": 0.1})
-    assert verdicts.accuracy(average).verdict == "holds"
-    assert verdicts.accuracy(average.replace(0.1, 0.3)).verdict == "does not hold"
-    assert verdicts.layers(pd.Series({"relative depth": 0.5, "blocks to fall": 3})).verdict == "holds"
-    assert verdicts.layers(pd.Series({"relative depth": 0.5, "blocks to fall": pd.NA})).verdict == "does not hold"
-    assert verdicts.layers(pd.Series({"relative depth": 0.9, "blocks to fall": 1})).verdict == "does not hold"
-    table = pd.DataFrame({"icl_does_a": [True, True, False], "theta_dominates": [True, False, False]})
-    assert verdicts.dominance(table).verdict == "does not hold"  # 1 of 2 is not more than half
-    assert verdicts.dominance(table.assign(icl_does_a=False)).verdict == "cannot be tested"
-    shares = pd.DataFrame({"share": [0.3, 0.25, 0.1]})
-    assert verdicts.interpretation(shares).verdict == "holds"
-    assert "criterion" in verdicts.interpretation(shares).sentence("m")
+    average = pd.Series({"hypothesis / regular": 0.8, "baseline": 0.2, "tasks kept": 16})
+    assert verdicts.accuracy(average).passed  # both bounds are inclusive
+    assert not verdicts.accuracy(average.replace(0.2, 0.21)).passed
+    assert not verdicts.accuracy(average.replace(0.8, 0.79)).passed
+    peak = pd.Series({"relative depth": 0.5, "blocks to fall": 5, "peak layer": 9, "blocks": 20})
+    assert verdicts.layers(peak).passed
+    assert not verdicts.layers(peak.replace(5, 6)).passed  # falls too late
+    assert not verdicts.layers(pd.Series({**peak, "blocks to fall": pd.NA})).passed  # never falls
+    assert not verdicts.layers(peak.replace(0.5, 0.75)).passed
+    scores = pd.DataFrame({"metric": ["5-NN task accuracy", "mean cosine distance within task",
+                                      "mean cosine distance across tasks"], "value": [0.9, 0.1, 0.2]})
+    means = pd.DataFrame({"within task": [0.1, 0.1], "across tasks": [0.2, 0.3]}, index=["a", "b"])
+    assert verdicts.clusters(scores, means).passed
+    assert not verdicts.clusters(scores, means.assign(**{"within task": [0.1, 0.4]})).passed  # one task mixes
+    table = pd.DataFrame({"task_a_demos": ["algorithmic_a", "algorithmic_b", "linguistic_c", "algorithmic_d",
+                                           "translation_e"],
+                          "task_b_vector": ["x", "y", "z", "w", "v"],
+                          "icl_does_a": [True, True, True, False, True],
+                          "patched_acc_on_b": [0.6, 0.7, 0.9, 0.9, 0.9]})
+    assert verdicts.dominance(table).passed  # 3 valid non-translation pairs reach 0.6
+    assert not verdicts.dominance(table.assign(patched_acc_on_b=[0.59, 0.7, 0.9, 0.9, 0.9])).passed
+    tokens = pd.DataFrame({"task": ["t1", "t1", "t2", "t3", "t4"], "token": ["Capital", "x", "plural", "y", "past"]})
+    words = {"t1": ["capital"], "t2": ["plural"], "t3": ["first"], "t4": ["past"]}
+    assert verdicts.interpretation(tokens, words).passed and "3 of 4" in verdicts.interpretation(tokens, words).line()
+    assert not verdicts.interpretation(tokens[tokens["task"] != "t4"], words).passed
 
 
 def test_the_new_figures_draw_what_they_are_given():
@@ -123,3 +136,90 @@ def test_the_new_figures_draw_what_they_are_given():
     vectors, labels = _two_clusters()
     fig = plots.task_distance_grid(clusters.task_histograms(vectors, labels), columns=2)
     assert sum(ax.get_visible() for ax in fig.axes) == 3
+
+
+def _predictions(dev: dict[int, list[bool]], test: dict[int, list[bool]], regular: list[bool],
+                 baseline: list[bool]) -> pd.DataFrame:
+    """A hand-made main experiment of one task: hypothesis correctness per layer and context, regular, baseline."""
+    rows = [{"task": "t", "category": "c", "split": split, "method": "hypothesis", "layer": layer, "context": i,
+             "correct": ok} for split, sweep in (("dev", dev), ("test", test)) for layer, values in sweep.items()
+            for i, ok in enumerate(values)]
+    rows += [{"task": "t", "category": "c", "split": "test", "method": "regular", "layer": None, "context": i,
+              "correct": ok} for i, ok in enumerate(regular)]
+    rows += [{"task": "t", "category": "c", "split": "baseline", "method": "baseline", "layer": None, "context": i,
+              "correct": ok} for i, ok in enumerate(baseline)]
+    return pd.DataFrame(rows)
+
+
+def test_bootstrap_intervals_re_pick_the_layer_and_are_seeded():
+    from tvlib import intervals
+
+    # dev: layer 1 always right, layer 0 always wrong -> every replicate picks layer 1, where test is 50% right
+    frame = _predictions({0: [False] * 10, 1: [True] * 10}, {0: [True] * 10, 1: [True, False] * 5},
+                         [True] * 10, [False] * 20)
+    reps = intervals.task_replicates(frame, n_boot=400)
+    assert set(reps["layer"]) == {1}
+    assert reps["regular"].eq(1).all() and reps["baseline"].eq(0).all()
+    low, high = intervals.bounds(reps["hypothesis"])
+    assert 0.15 < low < 0.5 < high < 0.85  # a 50% proportion over 10 contexts
+    pd.testing.assert_frame_equal(reps, intervals.task_replicates(frame, n_boot=400))  # same seed, same draws
+    # dev ties between layers 0 and 1 on a resample go to layer 0
+    tie = _predictions({0: [True] * 10, 1: [True] * 10}, {0: [False] * 10, 1: [True] * 10}, [True] * 10, [True])
+    assert intervals.task_replicates(tie, n_boot=50)["hypothesis"].eq(0).all()
+    table = intervals.with_intervals(pd.DataFrame({"task": ["t"], "baseline": [0.0], "regular": [1.0],
+                                                   "hypothesis": [0.5]}), reps)
+    assert table.loc[0, "regular"] == "1.00 [1.00, 1.00]"
+
+
+def test_peak_depth_and_wilson_intervals():
+    from tvlib import intervals
+
+    frame = _predictions({0: [False] * 10, 1: [True] * 10, 2: [False] * 10}, {0: [True], 1: [True], 2: [True]},
+                         [True], [True])
+    assert set(intervals.peak_depths(frame, ["t"], n_boot=50)) == {2 / 3}
+    low, high = intervals.wilson(0.5, 100)
+    assert low == pytest.approx(0.404, abs=1e-3) and high == pytest.approx(0.596, abs=1e-3)
+
+
+@pytest.mark.parametrize("model", ["gemma-3-270m", "smollm2-135m"])
+def test_the_claims_check_reads_committed_results_without_a_model(model):
+    from tvlib import claims, experiments
+    from tvlib.runs import Runner, task_list
+
+    runner = Runner(model, stored_only=True)
+    found = claims.check(runner, n_boot=200)
+    assert [v.number for v in found] == [1, 2, 3, 4, 5] and runner._lm is None
+    lines = claims.report(model)
+    assert len(lines) == 6 and all(line.startswith(f"claim {i}: ") for i, line in enumerate(lines[:5], 1))
+    assert lines[-1] == f"claims_passed={sum(' PASS ' in line for line in lines[:5])}/5"
+    ratio = experiments.figure4_average(experiments.summarize(runner.main_all(task_list("all"))))
+    assert f"hypothesis/regular={ratio['hypothesis / regular']:.3f} [" in lines[0]  # the stored ratio, with its CI
+
+
+def test_the_claims_check_names_the_fix_when_a_result_is_missing(tmp_path):
+    from tvlib import claims
+    from tvlib.errors import TvlibError
+
+    with pytest.raises(TvlibError, match="run-book --model gemma-3-270m"):
+        claims.report("gemma-3-270m", results_dir=str(tmp_path))
+
+
+def test_figures_draw_intervals_for_our_numbers():
+    from tvlib import intervals
+
+    summary = pd.DataFrame({"task": ["algorithmic_a", "knowledge_b"], "category": ["algorithmic", "knowledge"],
+                            "baseline": [0.1, 0.0], "hypothesis": [0.5, 0.9], "regular": [0.8, 1.0]})
+    ci = pd.DataFrame({"task": ["algorithmic_a", "knowledge_b"], **{f"{m}_{e}": [0.0, 0.0] if e == "low" else
+                                                                     [1.0, 1.0] for m in ("baseline", "hypothesis",
+                                                                                          "regular")
+                                                                     for e in ("low", "high")}})
+    fig = plots.accuracy_bars(summary, ci)
+    assert len(fig.axes[0].collections) == 3  # one set of error bars per method
+    rows = pd.DataFrame({"task_a": "algorithmic_a", "task_b": "algorithmic_b", "method": ["regular"] * 4 +
+                         ["patched"] * 4, "correct_a": [1, 1, 1, 0, 0, 0, 1, 0], "correct_b": [0, 0, 0, 0, 1, 1, 0, 1]})
+    table = pd.DataFrame({"pair": ["a -> b", "a -> b"], "source": ["ours", "paper"], "icl_acc_on_a": [0.75, 0.9],
+                          "icl_acc_on_b": [0.0, 0.1], "patched_acc_on_a": [0.25, 0.2], "patched_acc_on_b": [0.75, 0.8]})
+    fig = plots.conflict_bars(table, rows)
+    heights = sorted(round(p.get_height(), 2) for p in fig.axes[0].patches if p.get_height() > 0)
+    assert heights == sorted([0.75, 0.25, 0.75, 0.9, 0.1, 0.2, 0.8])  # ours from the rows, the paper's as given
+    assert intervals.proportion([1, 1, 0, 0]) != (0.5, 0.5)

@@ -47,8 +47,14 @@ def test_the_command_line_prints_one_json_object_per_task():
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 1 and rows[0]["task"] == "algorithmic_to_lower"
-    assert set(rows[0]) == {"task", "baseline", "regular", "hypothesis", "best_layer", "dev_curve"}
+    assert set(rows[0]) == {"task", "baseline", "regular", "hypothesis", "best_layer", "dev_curve", "baseline_ci",
+                            "regular_ci", "hypothesis_ci"}
     assert len(rows[0]["dev_curve"]) == 18
+    for method in ("baseline", "regular"):
+        low, high = rows[0][f"{method}_ci"]
+        assert 0 <= low <= rows[0][method] <= high <= 1
+    low, high = rows[0]["hypothesis_ci"]  # re-picks L per resample: need not straddle the point estimate
+    assert 0 <= low <= high <= 1
 
 
 @pytest.mark.parametrize("args, message", [

@@ -168,3 +168,15 @@ def test_peak_and_fall_reads_every_curve_by_one_rule():
     assert out["peak layer"] == 2 and out["relative depth"] == 3 / 5 and out["blocks to fall"] == 2
     flat = pd.DataFrame({"layer": [0, 1, 2], "accuracy": [0.2, 0.9, 0.8]})
     assert experiments.peak_and_fall(flat, 3)["blocks to fall"] is None
+
+
+def test_seeds_and_prompt_formats_store_side_by_side(tmp_path):
+    from tvlib.prompts import PromptFormat
+
+    base = Runner("m", results_dir=tmp_path)
+    seed42 = Runner("m", results_dir=tmp_path, protocol=Protocol(seed=42))
+    prefixed = Runner("m", results_dir=tmp_path, protocol=Protocol(fmt=PromptFormat(prefix="<s>")))
+    places = {r._place("main").name for r in (base, seed42, prefixed)}
+    assert base._place("main").name == "main" and seed42._place("main").name == "main_seed42"
+    assert len(places) == 3 and prefixed._place("main").name.startswith("main_fmt")
+    assert Runner("m", results_dir=tmp_path, protocol=Protocol(batch_size=4))._place("main").name == "main"

@@ -11,14 +11,21 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"
 
 
-def chapters(selected: list[str] | None = None) -> list[Path]:
-    """The chapter notebooks in order, or those whose name starts with one of `selected` ('03', '03_accuracy')."""
+SUMMARY_PAGES = ("verdict", "across_models")
+"""Pages that read several models' stored results (parameter `models`), not one model's: run-book runs them in
+place only, after the chapters, or when named."""
+
+
+def chapters(selected: list[str] | None = None, summary: bool = False) -> list[Path]:
+    """The chapter notebooks in order (and the summary pages after them with `summary`), or those whose name
+    starts with one of `selected` ('03', '03_accuracy', 'verdict')."""
     found = sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
+    pages = [CHAPTERS / f"{name}.ipynb" for name in SUMMARY_PAGES]
     if not selected:
-        return found
-    chosen = [p for p in found if any(p.stem.startswith(s) for s in selected)]
+        return found + (pages if summary else [])
+    chosen = [p for p in found + pages if any(p.stem.startswith(s) for s in selected)]
     if not chosen:
-        raise TvlibError(f"no chapter matches {selected}; chapters are: {', '.join(p.stem for p in found)}")
+        raise TvlibError(f"no chapter matches {selected}; chapters are: {', '.join(p.stem for p in found + pages)}")
     return chosen
 
 
@@ -49,7 +56,7 @@ def run(selected: list[str] | None, out_dir: Path | None, parameters: dict) -> l
     import papermill
 
     written = []
-    for notebook in chapters(selected):
+    for notebook in chapters(selected, summary=out_dir is None):
         target = notebook if out_dir is None else Path(out_dir) / notebook.name
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.stem}.running.ipynb")

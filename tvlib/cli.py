@@ -1,5 +1,5 @@
 """The command line: `evaluate` runs the paper's main experiment; `tasks` lists the data; `run-book` the chapters;
-`bench` times the protocol on this machine."""
+`bench` times the protocol on this machine; `claims` checks the paper's five claims on stored results."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 from tvlib.errors import TvlibError
+from tvlib.experiments import Protocol
 from tvlib.models import DEFAULT_MODEL
+
+PAPER = Protocol()  # the one home of the paper's settings; the CLI's defaults are read from it
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,17 +23,17 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="baseline, regular ICL, the dev sweep over layers, and hypothesis at the best L")
     ev.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id (default: %(default)s)")
     ev.add_argument("--task", action="append", required=True, help="task name or JSON file; repeat for several")
-    ev.add_argument("--n-dev", type=int, default=50)
-    ev.add_argument("--n-test", type=int, default=50)
-    ev.add_argument("--n-baseline", type=int, default=100)
-    ev.add_argument("--demos", type=int, default=5)
-    ev.add_argument("--dummies", type=int, default=2, help="dummy queries averaged into theta (paper: 2)")
-    ev.add_argument("--seed", type=int, default=41)
+    ev.add_argument("--n-dev", type=int, default=PAPER.n_dev)
+    ev.add_argument("--n-test", type=int, default=PAPER.n_test)
+    ev.add_argument("--n-baseline", type=int, default=PAPER.n_baseline)
+    ev.add_argument("--demos", type=int, default=PAPER.demos)
+    ev.add_argument("--dummies", type=int, default=PAPER.n_dummy, help="dummy queries averaged into theta (paper: 2)")
+    ev.add_argument("--seed", type=int, default=PAPER.seed)
     ev.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (accelerate device_map)")
     ev.add_argument("--dtype", default="auto",
                     help="auto (bfloat16 on a GPU or a CPU with native bfloat16, else float32), float32, bfloat16 "
                          "or float16 (default: %(default)s)")
-    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--batch-size", type=int, default=PAPER.batch_size)
     ev.add_argument("--json", action="store_true", help="one JSON object per task per line")
     ev.add_argument("--out", help="also write every prediction to this CSV file")
 
@@ -45,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     rb.add_argument("--out", help="folder for the executed notebooks; default: overwrite chapters/ in place")
     rb.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
                     help="any other chapter parameter, e.g. -p tasks knowledge -p n_test 20")
+    cl = sub.add_parser("claims", help="the paper's five claims on a model's stored results (no model load)")
+    cl.add_argument("--model", default=DEFAULT_MODEL)
+    cl.add_argument("--dtype", default="float32", help="dtype of the stored results (default: %(default)s)")
+    cl.add_argument("--results-dir", help="folder holding <model>/ results (default: this repository's results/)")
     bn = sub.add_parser("bench", help="time the protocol here: fast vs naive sweep, seconds per task, MAC rate, loads")
     bn.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id (default: %(default)s)")
     bn.add_argument("--tasks", help="comma-separated task names (default: algorithmic_to_upper,translation_en_fr,"
@@ -90,6 +97,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from tvlib.experiments import Protocol, dev_curve, evaluate_task, summarize
+    from tvlib.intervals import per_task, task_replicates
     from tvlib.models import load_model
     from tvlib.store import write_csv
     from tvlib.tasks import load_task
@@ -106,14 +114,26 @@ def _evaluate(args: argparse.Namespace) -> None:
         curve = dev_curve(frame).sort_values("layer")["accuracy"].round(4).tolist()
         out = {"task": task.name, "baseline": row["baseline"], "regular": row["regular"],
                "hypothesis": row["hypothesis"], "best_layer": int(row["best_layer"]), "dev_curve": curve}
+        ci = per_task(task_replicates(frame)).iloc[0]
+        out.update({f"{m}_ci": [round(ci[f"{m}_low"], 4), round(ci[f"{m}_high"], 4)]
+                    for m in ("baseline", "regular", "hypothesis")})
         if args.json:
             print(json.dumps(out), flush=True)
         else:
             print(f"{task.name}: baseline {out['baseline']:.2f}  regular {out['regular']:.2f}  "
-                  f"hypothesis {out['hypothesis']:.2f} at layer {out['best_layer']} of {lm.n_layers}")
+                  f"hypothesis {out['hypothesis']:.2f} at layer {out['best_layer']} of {lm.n_layers}  "
+                  f"(95% intervals: baseline {out['baseline_ci']}, regular {out['regular_ci']}, "
+                  f"hypothesis {out['hypothesis_ci']})")
             print("  dev accuracy by layer: " + " ".join(f"{a:.2f}" for a in curve), flush=True)
     if args.out:
         write_csv(args.out, pd.concat(frames, ignore_index=True))
+
+
+def _claims(args: argparse.Namespace) -> None:
+    from tvlib.claims import report
+
+    for line in report(args.model, args.results_dir, args.dtype):
+        print(line, flush=True)
 
 
 def _tasks(args: argparse.Namespace) -> None:
@@ -138,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("tvlib").addHandler(handler)
     logging.getLogger("tvlib").setLevel(logging.INFO)
     try:
-        {"evaluate": _evaluate, "tasks": _tasks, "run-book": _run_book, "bench": _bench}[args.command](args)
+        {"evaluate": _evaluate, "tasks": _tasks, "run-book": _run_book, "bench": _bench,
+         "claims": _claims}[args.command](args)
     except TvlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -58,8 +58,9 @@ def dev_curves(curves: pd.DataFrame, best: dict[str, int] | None = None) -> plt.
             row = curves[(curves["task"] == task) & (curves["layer"] == layer)]
             axes[0].scatter(row["layer"], row["accuracy"], s=18, color="black", zorder=3)
     axes[0].set_title("every task (dots: chosen L)")
-    sns.lineplot(curves, x="layer", y="accuracy", errorbar="sd", ax=axes[1], color="#1f77b4")
-    axes[1].set_title("mean over tasks, band = 1 s.d.")
+    sns.lineplot(curves, x="layer", y="accuracy", errorbar=("ci", 95), n_boot=1000, seed=0, ax=axes[1],
+                 color="#1f77b4")
+    axes[1].set_title("mean over tasks, band = bootstrap 95% interval over tasks")
     for ax in axes:
         ax.set_xlabel("layer L (block whose output is patched)")
         ax.set_ylim(-0.02, 1.02)
@@ -68,15 +69,18 @@ def dev_curves(curves: pd.DataFrame, best: dict[str, int] | None = None) -> plt.
     return fig
 
 
-def depth_comparison(curves_by_model: dict[str, pd.DataFrame], ours: str,
+def depth_comparison(curves_by_model: dict[str, pd.DataFrame], ours: str | tuple[str, ...],
                      min_dev: float = FIGURE3_MIN_DEV) -> plt.Figure:
     """Mean dev curve of each model against relative depth (L + 1) / blocks: left over all tasks, right over the
-    tasks the paper's Figure 3 keeps (best dev accuracy above 0.75). `ours` names the curve drawn in black."""
+    tasks the paper's Figure 3 keeps (best dev accuracy above 0.75). `ours` names the curves drawn thick and dark."""
     _style()
+    ours = (ours,) if isinstance(ours, str) else tuple(ours)
+    dark = dict(zip(ours, ["black", "#8c2d04", "#3f007d"]))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     for model, curves in curves_by_model.items():
         n_layers = int(curves["layer"].max()) + 1
-        style = {"color": "black", "linewidth": 2.5} if model == ours else {"linewidth": 1.5, "alpha": 0.8}
+        style = ({"color": dark.get(model, "black"), "linewidth": 2.5} if model in ours
+                 else {"linewidth": 1.5, "alpha": 0.8})
         for ax, kept in zip(axes, (sorted(curves["task"].unique()), figure3_tasks(curves, min_dev))):
             if not kept:
                 continue
@@ -93,17 +97,22 @@ def depth_comparison(curves_by_model: dict[str, pd.DataFrame], ours: str,
     return fig
 
 
-def figure4_bars(averages: pd.DataFrame) -> plt.Figure:
+def figure4_bars(averages: pd.DataFrame, ci: dict[str, dict[str, tuple[float, float]]] | None = None) -> plt.Figure:
     """The paper's Figure 4: per model, the average baseline, hypothesis and regular accuracy over the tasks its
-    filter keeps; one group of bars a model (rows of `averages`, ours first)."""
+    filter keeps; one group of bars a model (rows of `averages`, ours first). `ci` gives intervals by row and method
+    (our models; the paper reports none)."""
     _style()
     methods = ["baseline", "hypothesis", "regular"]
     long = averages[methods].rename_axis("model").reset_index().melt(id_vars="model", var_name="method",
                                                                      value_name="accuracy")
     fig, ax = plt.subplots(figsize=(11, 4))
     sns.barplot(long, x="model", y="accuracy", hue="method", hue_order=methods, palette=METHOD_COLORS, ax=ax)
-    for container in ax.containers:
+    for container, method in zip(list(ax.containers), methods):
         ax.bar_label(container, fmt="%.2f", fontsize=7, padding=1)
+        for row, bar in zip(averages.index, container.patches):
+            if ci and row in ci:
+                value = averages.loc[row, method]
+                _error_bars(ax, [bar], [value], [ci[row][method][0]], [ci[row][method][1]])
     ax.set_xticks(ax.get_xticks(), averages.index, rotation=20, ha="right")
     ax.set_xlabel("")
     ax.set_ylabel("mean accuracy, Figure 4's tasks")
@@ -113,19 +122,32 @@ def figure4_bars(averages: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def accuracy_bars(summary: pd.DataFrame) -> plt.Figure:
-    """Baseline, hypothesis and regular accuracy per task, grouped by category (the paper's Figure 4 per task)."""
+def _error_bars(ax: plt.Axes, bars, values: list[float], lows: list[float], highs: list[float]) -> None:
+    """Draw 95% intervals on bars already drawn (one bar per value, in order)."""
+    x = [b.get_x() + b.get_width() / 2 for b in bars]
+    err = [np.subtract(values, lows).clip(min=0), np.subtract(highs, values).clip(min=0)]
+    ax.errorbar(x, values, yerr=err, fmt="none", ecolor="#222222", elinewidth=0.9, capsize=2)
+
+
+def accuracy_bars(summary: pd.DataFrame, ci: pd.DataFrame | None = None) -> plt.Figure:
+    """Baseline, hypothesis and regular accuracy per task, grouped by category (the paper's Figure 4 per task);
+    with `ci` (`intervals.per_task`), each bar carries its bootstrap 95% interval."""
     _style()
-    long = summary.melt(id_vars=["task", "category"], value_vars=["baseline", "hypothesis", "regular"],
-                        var_name="method", value_name="accuracy")
-    long["category"] = pd.Categorical(long["category"], CATEGORY_ORDER)
-    long = long.sort_values(["category", "task"])
+    methods = ["baseline", "hypothesis", "regular"]
+    ordered = summary.assign(category=pd.Categorical(summary["category"], CATEGORY_ORDER)).sort_values(
+        ["category", "task"])
+    long = ordered.melt(id_vars=["task", "category"], value_vars=methods, var_name="method", value_name="accuracy")
     fig, ax = plt.subplots(figsize=(12, 4.5))
-    sns.barplot(long, x="task", y="accuracy", hue="method", palette=METHOD_COLORS, ax=ax,
-                hue_order=["baseline", "hypothesis", "regular"])
-    ax.set_xticks(ax.get_xticks(), [short_name(t) for t in long["task"].unique()], rotation=60, ha="right")
+    sns.barplot(long, x="task", y="accuracy", hue="method", palette=METHOD_COLORS, ax=ax, hue_order=methods,
+                order=ordered["task"], errorbar=None)
+    if ci is not None:
+        bounds = ci.set_index("task").loc[ordered["task"]]
+        for container, method in zip(ax.containers, methods):
+            _error_bars(ax, container.patches, ordered[method].tolist(), bounds[f"{method}_low"].tolist(),
+                        bounds[f"{method}_high"].tolist())
+    ax.set_xticks(ax.get_xticks(), [short_name(t) for t in ordered["task"]], rotation=60, ha="right")
     ax.set_xlabel("")
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(0, 1.05)
     fig.tight_layout()
     return fig
 
@@ -184,14 +206,23 @@ def task_distance_grid(hist: pd.DataFrame, columns: int = 6) -> plt.Figure:
     return fig
 
 
-def conflict_bars(table: pd.DataFrame) -> plt.Figure:
-    """Accuracy on task A's and task B's labels, for ICL on A's demos and with theta of B patched in."""
+def conflict_bars(table: pd.DataFrame, rows: pd.DataFrame | None = None) -> plt.Figure:
+    """Accuracy on task A's and task B's labels, for ICL on A's demos and with theta of B patched in. With `rows`
+    (our per-query predictions, `experiments.conflicting`), our bars carry bootstrap 95% intervals over queries."""
     _style()
-    long = table.melt(id_vars=["pair", "source"], value_vars=["icl_acc_on_a", "icl_acc_on_b", "patched_acc_on_a",
-                                                               "patched_acc_on_b"], var_name="measure",
-                      value_name="accuracy")
+    measures = ["icl_acc_on_a", "icl_acc_on_b", "patched_acc_on_a", "patched_acc_on_b"]
+    long = table.melt(id_vars=["pair", "source"], value_vars=measures, var_name="measure", value_name="accuracy")
+    if rows is not None:
+        pair = rows["task_a"].map(short_name) + " -> " + rows["task_b"].map(short_name)
+        method = rows["method"].map({"regular": "icl", "patched": "patched"})
+        ours = pd.concat([pd.DataFrame({"pair": pair, "source": "ours", "measure": method + f"_acc_on_{label}",
+                                        "accuracy": rows[f"correct_{label}"].astype(float)}) for label in "ab"])
+        long = pd.concat([long[long["source"] != "ours"], ours], ignore_index=True)
+    sources = list(dict.fromkeys(table["source"]))
     g = sns.catplot(long, x="measure", y="accuracy", hue="source", col="pair", kind="bar", col_wrap=3, height=3,
-                    aspect=1.2, palette={"ours": "#1f77b4", "paper (LLaMA 13B)": "#bbbbbb"})
+                    aspect=1.2, order=measures, hue_order=sources, col_order=list(dict.fromkeys(table["pair"])),
+                    palette=dict(zip(sources, ["#1f77b4", "#bbbbbb", "#ff7f0e"])), errorbar=("ci", 95), seed=0,
+                    n_boot=1000, err_kws={"linewidth": 1})
     g.set_xticklabels(["ICL, A", "ICL, B", "patched, A", "patched, B"], rotation=30)
     g.set_axis_labels("", "accuracy")
     g.set_titles("{col_name}", size=9)

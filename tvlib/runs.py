@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from tvlib import __version__, clusters, experiments, store
+from tvlib.errors import TvlibError
 from tvlib.experiments import Protocol
 from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model
+from tvlib.prompts import PAPER_FORMAT
 from tvlib.tasks import load_task
 from tvlib.vectors import progress_bar
 
@@ -35,10 +39,14 @@ class Runner:
     dtype: str = "float32"  # stored results are float32: bfloat16 answers change with the CPU's kernels
     protocol: Protocol = field(default_factory=Protocol)
     results_dir: Path | str | None = None
+    stored_only: bool = False  # True: a missing result is an error, never a model load (the claims check)
     _lm: LM | None = None
 
     @property
     def lm(self) -> LM:
+        if self._lm is None and self.stored_only:
+            raise TvlibError(f"a result of {self.model} is not stored in {self.folder} (or its settings differ): "
+                             f"compute it first with `python -m tvlib run-book --model {self.model} --out DIR`")
         if self._lm is None:
             self._lm = load_model(self.model, self.device, self.dtype)
         return self._lm
@@ -47,11 +55,14 @@ class Runner:
     def folder(self) -> Path:
         return Path(self.results_dir or store.RESULTS_DIR) / store.slug(self.model)
 
-    def _place(self, kind: str, seed: int | None = None) -> Path:
-        """The folder of one experiment kind; a seed other than the paper's 41 gets its own (main_seed42/), so
-        runs with several seeds sit side by side and never overwrite each other."""
-        seed = self.protocol.seed if seed is None else seed
-        return self.folder / (kind if seed == PAPER_SEED else f"{kind}_seed{seed}")
+    def _place(self, kind: str) -> Path:
+        """The folder of one experiment kind. A seed other than the paper's 41 (main_seed42/) or another prompt
+        format (main_fmt<hash>/) gets its own, so variants sit side by side and never overwrite each other."""
+        parts = [] if self.protocol.seed == PAPER_SEED else [f"seed{self.protocol.seed}"]
+        if self.protocol.fmt != PAPER_FORMAT:
+            blob = json.dumps(asdict(self.protocol.fmt), sort_keys=True)
+            parts.append("fmt" + hashlib.sha256(blob.encode()).hexdigest()[:8])
+        return self.folder / "_".join([kind, *parts])
 
     def _config(self, kind: str, protocol: Protocol, **extra) -> dict:
         return {"experiment": kind, "model": self.model, "dtype": dtype_name(self.dtype, self.device),

@@ -1,0 +1,129 @@
+"""Bootstrap 95% intervals for the main experiment's accuracies, so a reader can tell which differences are real.
+
+Resampling is by context (test and dev) and by query (baseline), seeded per task, so the same stored predictions
+give the same intervals. The hypothesis interval includes the choice of L: every replicate re-picks L on its
+resampled dev contexts and reads the test sweep at that layer."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pandas as pd
+
+N_BOOT = 1000
+LEVEL = 0.95
+
+
+def _rng(task: str, seed: int) -> np.random.Generator:
+    """One generator per task and seed: a task's interval does not depend on which other tasks are in the run."""
+    return np.random.default_rng([seed, zlib.crc32(task.encode())])
+
+
+def _grid(frame: pd.DataFrame, split: str) -> np.ndarray:
+    """Hypothesis correctness of one split as a contexts x layers matrix."""
+    hyp = frame[(frame["split"] == split) & (frame["method"] == "hypothesis")]
+    return hyp.pivot_table(index="context", columns="layer", values="correct", aggfunc="first").to_numpy(float)
+
+
+def _resampled_means(rng: np.random.Generator, values: np.ndarray, n_boot: int) -> np.ndarray:
+    """Means of `values` (rows: contexts or queries) over n_boot resamples of its rows."""
+    idx = rng.integers(0, len(values), (n_boot, len(values)))
+    return values[idx].mean(axis=1)
+
+
+def task_replicates(frame: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """Bootstrap replicates of one task's baseline, regular and hypothesis accuracy (L re-picked on dev each time).
+    Regular and hypothesis share their resampled test contexts, so a ratio of the two is read on the same draw."""
+    task = frame["task"].iloc[0]
+    rng = _rng(task, seed)
+    test = frame[frame["split"] == "test"]
+    regular = test[test["method"] == "regular"].sort_values("context")["correct"].to_numpy(float)
+    baseline = frame[frame["method"] == "baseline"]["correct"].to_numpy(float)
+    dev, sweep = _grid(frame, "dev"), _grid(frame, "test")
+    best = _resampled_means(rng, dev, n_boot).argmax(axis=1)  # first maximum: ties go to the lowest layer
+    idx = rng.integers(0, len(regular), (n_boot, len(regular)))
+    hypothesis = sweep[idx].mean(axis=1)[np.arange(n_boot), best]
+    return pd.DataFrame({"task": task, "replicate": np.arange(n_boot), "baseline": _resampled_means(
+        rng, baseline, n_boot), "regular": regular[idx].mean(axis=1), "hypothesis": hypothesis, "layer": best})
+
+
+def replicates(predictions: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """`task_replicates` for every task of a main experiment (it needs the test sweep at every layer)."""
+    return pd.concat([task_replicates(f, n_boot, seed) for _, f in predictions.groupby("task", sort=False)],
+                     ignore_index=True)
+
+
+def bounds(values: np.ndarray | pd.Series, level: float = LEVEL) -> tuple[float, float]:
+    """The central `level` interval of bootstrap values (percentile method)."""
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(np.asarray(values, float), [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def per_task(reps: pd.DataFrame) -> pd.DataFrame:
+    """Per task and method: the 95% interval as two columns (e.g. hypothesis_low, hypothesis_high)."""
+    rows = []
+    for task, frame in reps.groupby("task", sort=False):
+        row = {"task": task}
+        for method in ("baseline", "regular", "hypothesis"):
+            row[f"{method}_low"], row[f"{method}_high"] = bounds(frame[method])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def averaged(reps: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
+    """Replicates of the average over `tasks` (resampling within every task) and of hypothesis / regular: the
+    intervals of the paper's Figure 4 numbers."""
+    kept = reps[reps["task"].isin(tasks)]
+    mean = kept.groupby("replicate")[["baseline", "hypothesis", "regular"]].mean()
+    mean["hypothesis / regular"] = mean["hypothesis"] / mean["regular"]
+    return mean
+
+
+def with_intervals(summary: pd.DataFrame, reps: pd.DataFrame) -> pd.DataFrame:
+    """A summary table with each accuracy written as 'value [low, high]', for the page."""
+    ci = per_task(reps).set_index("task")
+    out = summary.set_index("task").copy()
+    for method in ("baseline", "regular", "hypothesis"):
+        out[method] = [f"{v:.2f} [{ci.loc[t, f'{method}_low']:.2f}, {ci.loc[t, f'{method}_high']:.2f}]"
+                       for t, v in out[method].items()]
+    return out.reset_index()
+
+
+def proportion(correct: np.ndarray | pd.Series, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float]:
+    """The bootstrap interval of a plain proportion (e.g. a dominance pair's accuracy over its queries)."""
+    values = np.asarray(correct, float)
+    return bounds(_resampled_means(np.random.default_rng(seed), values, n_boot))
+
+
+def peak_depths(predictions: pd.DataFrame, tasks: list[str], n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
+    """Replicates of the relative depth (L + 1) / N at which the mean dev curve over `tasks` peaks, resampling the
+    dev contexts of every task: how sure the peak of chapter 2 is."""
+    curves = [_resampled_means(_rng(t, seed), _grid(f, "dev"), n_boot)
+              for t, f in predictions[predictions["task"].isin(tasks)].groupby("task", sort=False)]
+    mean = np.mean(curves, axis=0)  # replicates x layers
+    return (mean.argmax(axis=1) + 1) / mean.shape[1]
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson 95% interval of a proportion p over n trials, where only the proportion is stored."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
+
+
+def pair_intervals(rows: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """Per conflicting pair (`experiments.conflicting` rows): each accuracy of the dominance table with its bootstrap
+    interval over queries, as 'value [low, high]'."""
+    out = {}
+    for (a, b), frame in rows.groupby(["task_a", "task_b"], sort=False):
+        cells = {}
+        for method, name in (("regular", "icl"), ("patched", "patched")):
+            part = frame[frame["method"] == method]
+            for label in "ab":
+                values = part[f"correct_{label}"].to_numpy(float)
+                low, high = proportion(values, n_boot, seed)
+                cells[f"{name}_acc_on_{label}"] = f"{values.mean():.2f} [{low:.2f}, {high:.2f}]"
+        out[(a, b)] = cells
+    return pd.DataFrame(out).T.rename_axis(["task_a", "task_b"])
