@@ -60,7 +60,7 @@ def test_chapter_sources_and_notebooks_are_in_sync():
     """Each chapter's MyST source (what a reviewer reads) has the executed notebook's cells, in order."""
     import jupytext
 
-    for notebook in book.chapters():
+    for notebook in book.chapters(summary=True):
         source = notebook.with_suffix(".md")
         assert source.exists(), f"{source.name} is missing: run jupytext --sync chapters/*.ipynb"
         pairs = zip(jupytext.read(source)["cells"], json.loads(notebook.read_text())["cells"], strict=True)
@@ -76,3 +76,29 @@ def test_computed_prose_is_wrapped_to_the_page(capsys):
     say("word " * 60, "short")
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 6 and max(len(line) for line in lines) <= 72 and lines[-1] == "short"
+
+
+def test_chapter_parameters_default_to_the_library_settings():
+    """The parameters cells must be literals (papermill), so a test keeps them equal to the one home of the paper's
+    settings (`Protocol`) and of the experiments' own defaults (`Runner`)."""
+    import inspect
+
+    from tvlib.experiments import Protocol
+    from tvlib.runs import Runner
+
+    paper = Protocol()
+    expected = {"n_dev": paper.n_dev, "n_test": paper.n_test, "n_baseline": paper.n_baseline, "demos": paper.demos,
+                "seed": paper.seed, "dtype": Runner.dtype}
+    robustness = inspect.signature(Runner.robustness).parameters
+    conflicting = inspect.signature(Runner.conflicting).parameters
+    expected.update(n_vectors=robustness["n"].default, robustness_demos=robustness["demos"].default,
+                    n_queries=conflicting["n"].default, conflict_demos=conflicting["demos"].default,
+                    top=inspect.signature(Runner.projection).parameters["top"].default)
+    for notebook in book.chapters():
+        cell = next(c for c in json.loads(notebook.read_text())["cells"]
+                    if "parameters" in c["metadata"].get("tags", []))
+        values: dict = {}
+        exec("".join(cell["source"]), {}, values)
+        for name, value in values.items():
+            if name in expected:
+                assert value == expected[name], (notebook.name, name, value, expected[name])

@@ -120,3 +120,17 @@ def test_a_stored_result_is_keyed_by_the_concrete_dtype(monkeypatch):
     assert Runner()._config("main", Runner().protocol)["dtype"] == "float32"
     assert Runner(dtype="auto")._config("main", Runner().protocol)["dtype"] == "float32"
     assert Runner(dtype="bfloat16")._config("main", Runner().protocol)["dtype"] == "bfloat16"
+
+
+def test_importing_tvlib_changes_nothing_in_the_callers_process():
+    """The offline switch and warning filters are applied when tvlib first loads a model, not on import."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, warnings, torch, pandas, matplotlib, seaborn, sklearn; before = len(warnings.filters); "
+            "import tvlib.book, tvlib.claims, tvlib.models, tvlib.plots, tvlib.runs; "
+            "assert 'HF_HUB_OFFLINE' not in os.environ; assert len(warnings.filters) == before")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_NO_ADVISORY_WARNINGS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr

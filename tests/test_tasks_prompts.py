@@ -3,7 +3,6 @@
 import json
 import string
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -11,8 +10,6 @@ from tvlib.errors import TvlibError
 from tvlib.prompts import PAPER_FORMAT, PromptFormat, encode, sample_contexts, sample_queries
 from tvlib.tasks import Example, Task, for_tokenizer, load_task, task_names
 from tvlib.tiny import char_tokenizer
-
-UPSTREAM = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hendel2023" / "upstream_data"
 
 
 def test_the_paper_format():
@@ -140,12 +137,11 @@ def test_a_json_task_in_our_format_and_in_the_papers(tmp_path):
         load_task(str(tmp_path / "missing.json"))
 
 
-@pytest.mark.skipif(not UPSTREAM.exists(), reason="the upstream data is not beside this checkout")
-def test_the_original_repositorys_files_load():
-    files = sorted(UPSTREAM.glob("*/*.json"))
-    assert files
-    for path in files:
-        task = load_task(str(path))
-        raw = json.loads(path.read_text())
-        assert 0 < len(task) <= len(raw)
-        assert all(e.input and e.output for e in task.examples)
+def test_a_file_in_the_papers_format_loads(tmp_path):
+    """The official repository's format: one object mapping input to output, with its faults (padding spaces, an
+    empty entry, duplicate keys that json keeps the last of), written here so no test reads outside the checkout."""
+    path = tmp_path / "antonyms.json"
+    path.write_text('{"hot": "cold", " big ": " small ", "": "x", "up": "down", "up": "below"}', encoding="utf-8")
+    task = load_task(str(path))
+    assert [(e.input, e.output) for e in task.examples] == [("big", "small"), ("hot", "cold"), ("up", "below")]
+    assert task.name == "antonyms"

@@ -17,12 +17,16 @@ from torch import nn
 
 from tvlib.errors import TvlibError
 
-# transformers imports tqdm.auto, which warns in every notebook without ipywidgets; its text bars are fine.
-warnings.filterwarnings("ignore", message="IProgress not found")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 DEFAULT_MODEL = "gemma-3-270m"
+
+
+def _hub_settings() -> None:
+    """Offline by default, no advisory warnings, and no 'IProgress not found' warning from transformers' tqdm.auto
+    in notebooks: applied when tvlib first loads something, so importing tvlib changes nothing in the caller."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", message="IProgress not found")
 log = logging.getLogger("tvlib")
 
 
@@ -256,6 +260,7 @@ def _converted_dir(alias: str) -> Path:
 
 def _convert_gguf(alias: str, target: Path) -> None:
     """Dequantise the GGUF once (~40 s) and save it as safetensors so later loads take seconds."""
+    _hub_settings()
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -310,6 +315,7 @@ def _check_device(device: str) -> None:
 
 def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torch.dtype = "auto") -> LM:
     """Load a model by alias, local path or hub id; device 'cpu', 'cuda', 'cuda:1' or 'auto' (accelerate device_map)."""
+    _hub_settings()
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -340,6 +346,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torc
 
 def n_blocks(name: str = DEFAULT_MODEL) -> int:
     """The number of decoder blocks from the model's config alone, so a page can name it without loading weights."""
+    _hub_settings()
     from transformers import AutoConfig
 
     source = resolve(name)
@@ -357,6 +364,7 @@ def n_blocks(name: str = DEFAULT_MODEL) -> int:
 
 def load_tokenizer(name: str = DEFAULT_MODEL):
     """Only the tokenizer (for data statistics), through the same resolution as load_model."""
+    _hub_settings()
     from transformers import AutoTokenizer
 
     source = resolve(name)
