@@ -73,3 +73,27 @@ def test_bad_input_is_one_clear_line_not_a_traceback(args, message):
 def test_asking_for_a_gpu_without_one_says_so():
     out = _cli("evaluate", "--task", "algorithmic_to_upper", "--device", "cuda")
     assert out.returncode == 2 and "torch sees no CUDA GPU" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_fast_tokenizer_of_an_alias_encodes_as_autotokenizer_does():
+    """load_model reads an alias's tokenizer.json directly; every prompt of every task must encode the same."""
+    from transformers import AutoTokenizer
+
+    from tvlib.models import load_tokenizer, resolve
+    from tvlib.tasks import load_task, task_names
+
+    fast, auto = load_tokenizer(), AutoTokenizer.from_pretrained(resolve("gemma-3-270m"))
+    texts = [f"example:{e.input}->{e.output}\nexample: {e.input}->" for n in task_names() for e in load_task(n).examples]
+    assert fast(texts).input_ids == auto(texts).input_ids
+    assert (fast.bos_token_id, fast.eos_token_id, fast.pad_token_id) == (auto.bos_token_id, auto.eos_token_id,
+                                                                         auto.pad_token_id)
+    assert [fast.decode([i]) for i in range(0, len(auto), 211)] == [auto.decode([i]) for i in range(0, len(auto), 211)]
+
+
+def test_help_is_light_and_a_closed_pipe_is_not_an_error():
+    """`--help` imports no torch (it answers at once); `tasks --json | head -1` ends quietly."""
+    code = "import sys; from tvlib import cli; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    out = subprocess.run(f"{sys.executable} -m tvlib tasks --json | head -1", shell=True, capture_output=True,
+                         text=True, timeout=300)
+    assert out.stdout.startswith('{"name": ') and "Traceback" not in out.stderr, out.stderr

@@ -6,58 +6,70 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+from functools import partial
 from pathlib import Path
 
+from tvlib import defaults as PAPER  # the one home of the settings; heavy modules load inside each command
 from tvlib.errors import TvlibError
-from tvlib.experiments import Protocol
-from tvlib.models import DEFAULT_MODEL
 
-PAPER = Protocol()  # the one home of the paper's settings; the CLI's defaults are read from it
+DEFAULT_MODEL = PAPER.DEFAULT_MODEL
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Show a default where there is one worth showing (not None, False or an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, []) or action.help is None:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tvlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = partial(sub.add_parser, formatter_class=_Help)
 
     ev = sub.add_parser("evaluate", help="baseline, regular ICL, the dev sweep over layers, and hypothesis at the best L")
-    ev.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id (default: %(default)s)")
+    ev.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id")
     ev.add_argument("--task", action="append", required=True, help="task name or JSON file; repeat for several")
-    ev.add_argument("--n-dev", type=int, default=PAPER.n_dev)
-    ev.add_argument("--n-test", type=int, default=PAPER.n_test)
-    ev.add_argument("--n-baseline", type=int, default=PAPER.n_baseline)
-    ev.add_argument("--demos", type=int, default=PAPER.demos)
-    ev.add_argument("--dummies", type=int, default=PAPER.n_dummy, help="dummy queries averaged into theta (paper: 2)")
-    ev.add_argument("--seed", type=int, default=PAPER.seed)
+    ev.add_argument("--n-dev", type=int, default=PAPER.N_DEV, help="dev contexts per task, for choosing L")
+    ev.add_argument("--n-test", type=int, default=PAPER.N_TEST, help="test contexts per task")
+    ev.add_argument("--n-baseline", type=int, default=PAPER.N_BASELINE, help="queries without demonstrations")
+    ev.add_argument("--demos", type=int, default=PAPER.DEMOS, help="demonstrations per context")
+    ev.add_argument("--dummies", type=int, default=PAPER.N_DUMMY, help="dummy queries averaged into theta")
+    ev.add_argument("--seed", type=int, default=PAPER.SEED, help="seed of the context sampling")
     ev.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (accelerate device_map)")
     ev.add_argument("--dtype", default="auto",
                     help="auto (bfloat16 on a GPU or a CPU with native bfloat16, else float32), float32, bfloat16 "
-                         "or float16 (default: %(default)s)")
-    ev.add_argument("--batch-size", type=int, default=PAPER.batch_size)
-    ev.add_argument("--json", action="store_true", help="one JSON object per task per line")
+                         "or float16")
+    ev.add_argument("--batch-size", type=int, default=PAPER.BATCH_SIZE, help="prompts per forward pass")
+    ev.add_argument("--json", action="store_true", help="one JSON object per task per line on stdout (progress "
+                                                          "bars stay on stderr)")
     ev.add_argument("--out", help="also write every prediction to this CSV file")
 
     ts = sub.add_parser("tasks", help="list the tasks with their sizes before and after the paper's filter")
     ts.add_argument("--model", default=DEFAULT_MODEL, help="tokenizer for the paper's per-tokenizer filter")
     ts.add_argument("--json", action="store_true")
     rb = sub.add_parser("run-book", help="execute the chapters with papermill (in place, or into --out)")
-    rb.add_argument("--model", default=DEFAULT_MODEL)
-    rb.add_argument("--device", default="cpu")
-    rb.add_argument("--dtype", default="float32", help="the stored results are float32 (default: %(default)s)")
-    rb.add_argument("--chapter", action="append", help="e.g. 03 or 03_accuracy; repeat; default: all")
-    rb.add_argument("--out", help="folder for the executed notebooks; default: overwrite chapters/ in place")
+    rb.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id")
+    rb.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (accelerate device_map)")
+    rb.add_argument("--dtype", default="float32", help="the stored results are float32")
+    rb.add_argument("--chapter", action="append", help="e.g. 03, 03_accuracy or verdict; repeat (default: every chapter)")
+    rb.add_argument("--out", help="folder for the executed notebooks (default: overwrite chapters/ in place)")
     rb.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
                     help="any other chapter parameter, e.g. -p tasks knowledge -p n_test 20")
     cl = sub.add_parser("claims", help="the paper's five claims on a model's stored results (no model load)")
-    cl.add_argument("--model", default=DEFAULT_MODEL)
-    cl.add_argument("--dtype", default="float32", help="dtype of the stored results (default: %(default)s)")
+    cl.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id")
+    cl.add_argument("--dtype", default="float32", help="dtype of the stored results")
     cl.add_argument("--results-dir", help="folder holding <model>/ results (default: this repository's results/)")
     bn = sub.add_parser("bench", help="time the protocol here: fast vs naive sweep, seconds per task, MAC rate, loads")
-    bn.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id (default: %(default)s)")
+    bn.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id")
     bn.add_argument("--tasks", help="comma-separated task names (default: algorithmic_to_upper,translation_en_fr,"
                                     "knowledge_country_capital; with --random-config three single-letter tasks)")
-    bn.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
-    bn.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default: %(default)s)")
+    bn.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    bn.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     bn.add_argument("--random-config", metavar="NAME",
                     help="a randomly initialised paper shape instead of --model (llama-7b, gpt-j-6b, pythia-6.9b)")
     bn.add_argument("--batch-size", type=int, default=32)
@@ -103,7 +115,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from tvlib.tasks import load_task
 
     protocol = Protocol(n_dev=args.n_dev, n_test=args.n_test, n_baseline=args.n_baseline, demos=args.demos,
-                        n_dummy=args.dummies, seed=args.seed, batch_size=args.batch_size, progress=not args.json)
+                        n_dummy=args.dummies, seed=args.seed, batch_size=args.batch_size, progress=True)
     tasks = [load_task(t) for t in args.task]
     lm = load_model(args.model, args.device, args.dtype)
     frames = []
@@ -163,4 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     except TvlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `tasks --json | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 import torch
 
+from tvlib import defaults
 from tvlib.errors import TvlibError
 from tvlib.models import LM
 from tvlib.prompts import PAPER_FORMAT, Context, PromptFormat, sample_contexts, sample_queries
@@ -19,13 +20,13 @@ from tvlib.vectors import Answers, last_token_states, predict, states_and_answer
 class Protocol:
     """The paper's settings (5 demos, 2 dummy queries, 50 dev / 50 test contexts, 100 baseline queries, seed 41)."""
 
-    n_dev: int = 50
-    n_test: int = 50
-    n_baseline: int = 100
-    demos: int = 5
-    n_dummy: int = 2
-    seed: int = 41
-    batch_size: int = 32
+    n_dev: int = defaults.N_DEV
+    n_test: int = defaults.N_TEST
+    n_baseline: int = defaults.N_BASELINE
+    demos: int = defaults.DEMOS
+    n_dummy: int = defaults.N_DUMMY
+    seed: int = defaults.SEED
+    batch_size: int = defaults.BATCH_SIZE
     progress: bool = False
     fast: bool = True
     fmt: PromptFormat = field(default_factory=lambda: PAPER_FORMAT)
@@ -204,7 +205,8 @@ def summarize(predictions: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- robustness: do thetas cluster by task?
 
 
-def robustness_vectors(lm: LM, task: Task, layer: int, protocol: Protocol, n: int = 50) -> torch.Tensor:
+def robustness_vectors(lm: LM, task: Task, layer: int, protocol: Protocol,
+                       n: int = defaults.ROBUSTNESS_VECTORS) -> torch.Tensor:
     """`n` thetas of one task at one layer, each from its own demonstrations S and dummy queries x'."""
     task = prepare(lm, task, protocol)
     contexts = sample_contexts(task, n, protocol.demos, protocol.seed, "robustness", protocol.n_dummy)
@@ -219,7 +221,8 @@ def shared_queries(task_a: Task, task_b: Task) -> list[str]:
     return sorted({e.input for e in task_a.examples} & {e.input for e in task_b.examples})
 
 
-def conflicting(lm: LM, task_a: Task, task_b: Task, protocol: Protocol, n: int = 100) -> pd.DataFrame:
+def conflicting(lm: LM, task_a: Task, task_b: Task, protocol: Protocol,
+                n: int = defaults.CONFLICT_QUERIES) -> pd.DataFrame:
     """Demos of A with theta of B patched in, as the paper's code runs it, beside plain ICL on the same prompts.
 
     Theta of B comes from B's demonstrations read through dummy queries drawn from A's inputs; B's layer is the
@@ -283,7 +286,7 @@ ALPHABETIC = re.compile(r"^[a-zA-Z]+$")
 """The paper's token filter for the vocabulary projection: ASCII letters only."""
 
 
-def vocabulary_projection(lm: LM, task: Task, layers: list[int], protocol: Protocol, top: int = 20,
+def vocabulary_projection(lm: LM, task: Task, layers: list[int], protocol: Protocol, top: int = defaults.PROJECTION_TOP,
                           candidates: int = 100) -> pd.DataFrame:
     """Mean theta over test contexts, through the final norm and unembedding, as the paper reads it: of the top
     `candidates` tokens per layer, the alphabetic ones (ASCII letters), stripped and de-duplicated, at most `top`."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tvlib import __version__, clusters, experiments, store
+from tvlib import __version__, clusters, defaults, experiments, store
 from tvlib.errors import TvlibError
 from tvlib.experiments import Protocol
 from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model
@@ -18,7 +18,7 @@ from tvlib.prompts import PAPER_FORMAT
 from tvlib.tasks import load_task
 from tvlib.vectors import progress_bar
 
-PAPER_SEED = 41
+PAPER_SEED = defaults.SEED
 """The paper's seed; results with it live in the plain folders (main/, robustness/, ...)."""
 
 CONFLICTS = (
@@ -36,7 +36,7 @@ class Runner:
 
     model: str = DEFAULT_MODEL
     device: str = "cpu"
-    dtype: str = "float32"  # stored results are float32: bfloat16 answers change with the CPU's kernels
+    dtype: str = defaults.DTYPE  # stored results are float32: bfloat16 answers change with the CPU's kernels
     protocol: Protocol = field(default_factory=Protocol)
     results_dir: Path | str | None = None
     stored_only: bool = False  # True: a missing result is an error, never a model load (the claims check)
@@ -85,8 +85,8 @@ class Runner:
         summary = experiments.summarize(self.main_all(tasks))
         return dict(zip(summary["task"], summary["best_layer"].astype(int)))
 
-    def robustness(self, tasks: list[str], layer: int | None = None, n: int = 50,
-                   demos: int = 4) -> dict[str, pd.DataFrame]:
+    def robustness(self, tasks: list[str], layer: int | None = None, n: int = defaults.ROBUSTNESS_VECTORS,
+                   demos: int = defaults.ROBUSTNESS_DEMOS) -> dict[str, pd.DataFrame]:
         """Thetas of every task, each at its own chosen L as the paper's script reads them (or all at `layer`):
         t-SNE coordinates, distance histograms (pooled and per task), each task's nearest other task, and
         clustering scores."""
@@ -116,7 +116,8 @@ class Runner:
         }
         return {name: store.save(paths[name], frames[name], config) for name in names}
 
-    def conflicting(self, pairs=CONFLICTS, n: int = 100, demos: int = 4) -> pd.DataFrame:
+    def conflicting(self, pairs=CONFLICTS, n: int = defaults.CONFLICT_QUERIES,
+                    demos: int = defaults.CONFLICT_DEMOS) -> pd.DataFrame:
         """Demos of task A with theta of task B (B's layer from its own 4-demo dev sweep), for each pair."""
         protocol = replace(self.protocol, demos=demos)
         frames = []
@@ -128,7 +129,8 @@ class Runner:
                 lambda: experiments.conflicting(self.lm, load_task(a), load_task(b), protocol, n)))
         return pd.concat(frames, ignore_index=True)
 
-    def projection(self, tasks: list[str], offsets=(-2, -1, 0, 1, 2), top: int = 20) -> pd.DataFrame:
+    def projection(self, tasks: list[str], offsets=(-2, -1, 0, 1, 2),
+                   top: int = defaults.PROJECTION_TOP) -> pd.DataFrame:
         """Top vocabulary tokens of the mean theta at each task's chosen layer and the layers around it."""
         layers = self.best_layers(tasks)
         frames = []
