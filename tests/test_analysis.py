@@ -223,3 +223,12 @@ def test_figures_draw_intervals_for_our_numbers():
     heights = sorted(round(p.get_height(), 2) for p in fig.axes[0].patches if p.get_height() > 0)
     assert heights == sorted([0.75, 0.25, 0.75, 0.9, 0.1, 0.2, 0.8])  # ours from the rows, the paper's as given
     assert intervals.proportion([1, 1, 0, 0]) != (0.5, 0.5)
+
+
+def test_the_ratio_strip_labels_every_task_it_is_given():
+    summary = pd.DataFrame({"task": ["algorithmic_a", "algorithmic_b", "knowledge_c", "knowledge_d"],
+                            "category": ["algorithmic", "algorithmic", "knowledge", "knowledge"],
+                            "hypothesis": [0.5, 0.9, 0.3, 0.1], "regular": [1.0, 0.9, 0.6, 0.0]})
+    ax = plots.ratio_strip(summary).axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["a", "b", "c"]  # d: regular 0, no ratio
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["algorithmic", "knowledge"]

@@ -102,3 +102,11 @@ def test_chapter_parameters_default_to_the_library_settings():
         for name, value in values.items():
             if name in expected:
                 assert value == expected[name], (notebook.name, name, value, expected[name])
+
+
+def test_a_failing_chapter_leaves_nothing_behind(tmp_path):
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError, match="no_such_task"):
+        book.run(["03"], tmp_path, {"tasks": "no_such_task", "results_dir": str(tmp_path / "results")})
+    assert list(tmp_path.glob("*.ipynb")) == [] and not list(tmp_path.glob(".*"))

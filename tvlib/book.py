@@ -60,8 +60,12 @@ def run(selected: list[str] | None, out_dir: Path | None, parameters: dict) -> l
         target = notebook if out_dir is None else Path(out_dir) / notebook.name
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.stem}.running.ipynb")
-        papermill.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name="python3",
-                                   cwd=str(CHAPTERS), progress_bar=False)
+        try:
+            papermill.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name="python3",
+                                       cwd=str(CHAPTERS), progress_bar=False)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a failed chapter leaves nothing behind
+            raise
         _tidy(tmp)
         tmp.replace(target)  # a failed chapter never overwrites the stored one
         if out_dir is None:

@@ -16,7 +16,9 @@ CATEGORY_ORDER = ["algorithmic", "translation", "linguistic", "knowledge"]
 
 
 def _style() -> None:
+    """One look for every figure, drawn at 150 dpi so that ticks and legends stay sharp when the page scales it."""
     sns.set_theme(style="whitegrid", context="notebook")
+    plt.rcParams["figure.dpi"] = 150
 
 
 def mechanism() -> plt.Figure:
@@ -148,21 +150,35 @@ def accuracy_bars(summary: pd.DataFrame, ci: pd.DataFrame | None = None) -> plt.
     ax.set_xticks(ax.get_xticks(), [short_name(t) for t in ordered["task"]], rotation=60, ha="right")
     ax.set_xlabel("")
     ax.set_ylim(0, 1.05)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def tsne_scatter(points: pd.DataFrame) -> plt.Figure:
-    """t-SNE of task vectors coloured by task (the paper's Figure 5)."""
+    """t-SNE of task vectors (the paper's Figure 5): a colour family per category, a marker per task within it, and
+    each task's name at its median, so 18 tasks stay apart."""
+    from matplotlib import patheffects
+
     _style()
     fig, ax = plt.subplots(figsize=(9, 6.5))
+    families = dict(zip(CATEGORY_ORDER, ["Blues", "Oranges", "Greens", "Purples"]))
+    markers = ["o", "s", "^", "D", "v", "P"]
     tasks = sorted(points["task"].unique())
-    palette = dict(zip(tasks, sns.color_palette("tab20", len(tasks))))
-    sns.scatterplot(points, x="x", y="y", hue="task", hue_order=tasks, palette=palette, s=18, ax=ax, linewidth=0)
-    for task, frame in points.groupby("task"):
-        ax.text(frame["x"].median(), frame["y"].median(), short_name(task), fontsize=7, ha="center",
-                weight="bold", color=palette[task])
-    ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=7, markerscale=1.2)
+    by_category: dict[str, list[str]] = {}
+    for task in tasks:
+        by_category.setdefault(task.partition("_")[0], []).append(task)
+    for category, members in by_category.items():
+        shades = sns.color_palette(families.get(category, "Greys"), len(members) + 2)[2:]
+        for k, task in enumerate(members):
+            frame = points[points["task"] == task]
+            ax.scatter(frame["x"], frame["y"], s=16, color=shades[k], marker=markers[k % len(markers)],
+                       label=short_name(task), linewidths=0)
+            ax.text(frame["x"].median(), frame["y"].median(), short_name(task), fontsize=7, ha="center",
+                    va="center", weight="bold", color="#222222",
+                    path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")])
+    ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=7, markerscale=1.4)
+    ax.margins(x=0.15, y=0.06)  # room for the names at the edges
     ax.set_xlabel("t-SNE 1"), ax.set_ylabel("t-SNE 2")
     fig.tight_layout()
     return fig
@@ -232,13 +248,22 @@ def conflict_bars(table: pd.DataFrame, rows: pd.DataFrame | None = None) -> plt.
 
 
 def ratio_strip(summary: pd.DataFrame) -> plt.Figure:
-    """Hypothesis / regular per task: how much of ICL the single vector keeps."""
+    """Hypothesis / regular per task, one labelled dot a task in its category's row: how much of ICL the single
+    vector keeps. Pass the tasks Figure 4 keeps; a ratio over a task ICL cannot do means little."""
     _style()
-    data = summary.assign(ratio=summary["hypothesis"] / summary["regular"].replace(0, np.nan))
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    sns.swarmplot(data, x="ratio", y="category", order=CATEGORY_ORDER, size=7, ax=ax, hue="category", legend=False)
+    data = summary.assign(ratio=summary["hypothesis"] / summary["regular"].replace(0, np.nan)).dropna(subset=["ratio"])
+    order = [c for c in CATEGORY_ORDER if c in set(data["category"])]
+    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.8 * len(order)))
+    colors = dict(zip(CATEGORY_ORDER, sns.color_palette("deep", len(CATEGORY_ORDER))))
+    for row, category in enumerate(order):
+        part = data[data["category"] == category].sort_values("ratio")
+        ax.scatter(part["ratio"], [row] * len(part), s=40, color=colors[category], zorder=3)
+        for k, item in enumerate(part.itertuples()):
+            ax.annotate(short_name(item.task), (item.ratio, row), xytext=(0, 7 if k % 2 == 0 else -12),
+                        textcoords="offset points", ha="center", fontsize=7)
+    ax.set_yticks(range(len(order)), order)
+    ax.set_ylim(-0.7, len(order) - 0.3)
     ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("hypothesis / regular accuracy")
-    ax.set_ylabel("")
     fig.tight_layout()
     return fig

@@ -6,7 +6,7 @@ import hashlib
 import json
 import random
 import string
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tvlib.errors import TvlibError
@@ -38,7 +38,6 @@ class Task:
     examples: tuple[Example, ...]
     space: bool = False
     source: str = ""
-    meta: dict = field(default_factory=dict, compare=False)
 
     def __len__(self) -> int:
         return len(self.examples)
