@@ -339,15 +339,10 @@ def figure4_average(summary: pd.DataFrame, min_gain: float = 0.2) -> pd.Series:
     return out
 
 
-def table6_side(summary: pd.DataFrame, paper: pd.DataFrame, label: str) -> pd.DataFrame:
-    """Our per-task accuracies beside every model of the paper's Table 6, one column a model, each cell
-    'baseline / hypothesis / regular', so all eight are read in one table."""
-    def cells(frame: pd.DataFrame) -> pd.Series:
-        return frame.set_index("task").apply(
-            lambda r: f"{r['baseline']:.2f} / {r['hypothesis']:.2f} / {r['regular']:.2f}", axis=1)
-
-    columns = {f"{label} (ours)": cells(summary)}
+def table6_side(summary: pd.DataFrame, paper: pd.DataFrame, label: str, method: str = "hypothesis") -> pd.DataFrame:
+    """One method's per-task accuracy, ours beside every model of the paper's Table 6 (one column a model), narrow
+    enough to read on a page; call it once per method for the whole table."""
+    columns = {f"{label} (ours)": summary.set_index("task")[method]}
     for model, frame in paper.groupby("model", sort=False):
-        columns[model] = cells(frame)
+        columns[model] = frame.set_index("task")[method]
     return pd.DataFrame(columns).reindex(summary["task"])
-
