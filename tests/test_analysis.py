@@ -176,6 +176,7 @@ def test_peak_depth_and_wilson_intervals():
     frame = _predictions({0: [False] * 10, 1: [True] * 10, 2: [False] * 10}, {0: [True], 1: [True], 2: [True]},
                          [True], [True])
     assert set(intervals.peak_depths(frame, ["t"], n_boot=50)) == {2 / 3}
+    assert all(np.isnan(intervals.bounds([])))  # nothing kept by a filter: no interval, no error
     low, high = intervals.wilson(0.5, 100)
     assert low == pytest.approx(0.404, abs=1e-3) and high == pytest.approx(0.596, abs=1e-3)
 

@@ -56,8 +56,11 @@ def replicates(predictions: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -
 
 def bounds(values: np.ndarray | pd.Series, level: float = LEVEL) -> tuple[float, float]:
     """The central `level` interval of bootstrap values (percentile method)."""
+    values = np.asarray(values, float)
+    if values.size == 0:  # nothing to resample (e.g. no task passes a filter): no interval
+        return float("nan"), float("nan")
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(np.asarray(values, float), [tail, 100 - tail])
+    low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
 
 
