@@ -65,6 +65,7 @@ def test_per_task_histograms_split_within_and_across_pairs():
     means = hist.groupby(["task", "kind"])["mean"].first()
     assert means[("c", "within task")] < means[("c", "across tasks")]
     assert (hist.groupby("task")["left"].apply(lambda s: tuple(sorted(set(s)))).nunique()) == 1  # shared edges
+    assert hist.groupby(["task", "kind"])["share"].sum().round(6).eq(1).all()  # every pair lands in a bin
 
 
 def test_category_neighbours_finds_the_nearest_task_and_its_chance():

@@ -32,12 +32,13 @@ def histogram(pairs: pd.DataFrame, bins: int = 40) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def task_histograms(vectors: np.ndarray, labels: list[str], bins: int = 30) -> pd.DataFrame:
-    """Per task, its within-task distances against its distances to every other task's vectors, on shared bin edges
-    so that the small multiples compare (the paper's per-task histograms)."""
+def task_histograms(vectors: np.ndarray, labels: list[str], bins: int = 30, floor: float = 1e-4) -> pd.DataFrame:
+    """Per task, its within-task distances against its distances to every other task's vectors (the paper's per-task
+    histograms), on shared log-spaced bins from `floor` up: within-task distances sit orders of magnitude below
+    across-task ones, and a linear axis would fold them into one bar. `share` is the fraction of pairs in a bin."""
     dist = cosine_distances(vectors)
     lab = np.asarray(labels)
-    edges = np.linspace(0.0, float(dist.max()) + 1e-9, bins + 1)
+    edges = np.geomspace(floor, max(float(dist.max()), floor * 10) * (1 + 1e-9), bins + 1)
     rows = []
     for task in sorted(set(labels)):
         mine = lab == task
@@ -45,9 +46,9 @@ def task_histograms(vectors: np.ndarray, labels: list[str], bins: int = 30) -> p
         groups = {"within task": block[np.triu_indices(int(mine.sum()), k=1)],
                   "across tasks": dist[np.ix_(mine, ~mine)].ravel()}
         for kind, values in groups.items():
-            counts, _ = np.histogram(values, edges)
+            counts, _ = np.histogram(np.clip(values, floor, None), edges)
             rows += [{"task": task, "kind": kind, "left": left, "right": right, "count": int(count),
-                      "density": count / max(len(values), 1) / (right - left), "mean": float(values.mean())}
+                      "share": count / max(len(values), 1), "mean": float(values.mean())}
                      for left, right, count in zip(edges[:-1], edges[1:], counts)]
     return pd.DataFrame(rows)
 

@@ -198,26 +198,30 @@ def distance_histogram(hist: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def task_distance_grid(hist: pd.DataFrame, columns: int = 6) -> plt.Figure:
-    """Small multiples: per task, its within-task distances against its distances to other tasks' vectors, with
-    each group's mean as a dashed line."""
+def task_distance_grid(hist: pd.DataFrame, columns: int = 4) -> plt.Figure:
+    """Small multiples: per task, the share of its within-task pairs and of its pairs with other tasks' vectors at
+    each cosine distance (log axis: the two differ by orders of magnitude), each group's mean dashed."""
     _style()
     tasks = sorted(hist["task"].unique())
     rows = -(-len(tasks) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 1.9 * rows), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 2.1 * rows), sharex=True, squeeze=False)
     colors = {"within task": "#1f77b4", "across tasks": "#d62728"}
     for ax, task in zip(axes.flat, tasks):
         for kind, frame in hist[hist["task"] == task].groupby("kind"):
-            ax.bar(frame["left"], frame["density"], width=frame["right"] - frame["left"], align="edge", alpha=0.55,
+            ax.bar(frame["left"], frame["share"], width=frame["right"] - frame["left"], align="edge", alpha=0.55,
                    color=colors[kind], label=kind)
-            ax.axvline(frame["mean"].iloc[0], color=colors[kind], linestyle="--", linewidth=1)
-        ax.set_title(short_name(task), fontsize=8)
-        ax.set_yticks([])
+            ax.axvline(max(frame["mean"].iloc[0], frame["left"].min()), color=colors[kind], linestyle="--",
+                       linewidth=1)
+        ax.set_xscale("log")
+        ax.set_title(short_name(task), fontsize=9)
+        ax.tick_params(labelsize=7)
     for ax in axes.flat[len(tasks):]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("cosine distance", fontsize=8)
-    axes.flat[0].legend(fontsize=7, loc="upper right")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share of pairs", fontsize=8)
+    axes.flat[0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
 
