@@ -233,3 +233,15 @@ def test_the_ratio_strip_labels_every_task_it_is_given():
     ax = plots.ratio_strip(summary).axes[0]
     assert sorted(t.get_text() for t in ax.texts) == ["a", "b", "c"]  # d: regular 0, no ratio
     assert [t.get_text() for t in ax.get_yticklabels()] == ["algorithmic", "knowledge"]
+
+
+def test_figure4_intervals_follow_the_papers_filter():
+    from tvlib import intervals
+
+    reps = pd.DataFrame({"task": ["a", "a", "b", "b"], "replicate": [0, 1, 0, 1], "baseline": [0.0, 0.2, 0.9, 0.9],
+                         "hypothesis": [0.4, 0.6, 1.0, 1.0], "regular": [0.8, 1.0, 1.0, 1.0]})
+    summary = pd.DataFrame({"task": ["a", "b"], "baseline": [0.1, 0.9], "hypothesis": [0.5, 1.0],
+                            "regular": [0.9, 1.0]})
+    ci = intervals.figure4(reps, summary)  # b is dropped: regular - baseline < 0.2
+    assert ci["hypothesis"][0] == pytest.approx(0.405) and ci["hypothesis"][1] == pytest.approx(0.595)
+    assert set(ci) == {"baseline", "hypothesis", "regular", "hypothesis / regular"}

@@ -48,9 +48,8 @@ def check(runner: Runner, n_boot: int = intervals.N_BOOT) -> list[Verdict]:
     main = runner.main_all(names)
     summary = experiments.summarize(main)
     reps = intervals.replicates(main, n_boot)
-    kept = summary.loc[experiments.figure4_kept(summary), "task"].tolist()
     average = experiments.figure4_average(summary)
-    figure4_ci = {k: intervals.bounds(v) for k, v in intervals.averaged(reps, kept).items()}
+    figure4_ci = intervals.figure4(reps, summary)
 
     curves = experiments.dev_curve(main)
     peak = experiments.depth_peaks({runner.model: curves}).query("tasks == 'Figure 3 filter'").iloc[0]

@@ -84,6 +84,15 @@ def averaged(reps: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     return mean
 
 
+def figure4(reps: pd.DataFrame, summary: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """The 95% interval of each Figure 4 number (baseline, hypothesis, regular, hypothesis / regular) over the tasks
+    the paper's filter keeps on the point estimates (`experiments.figure4_kept`)."""
+    from tvlib.experiments import figure4_kept
+
+    kept = summary.loc[figure4_kept(summary), "task"].tolist()
+    return {column: bounds(values) for column, values in averaged(reps, kept).items()}
+
+
 def with_intervals(summary: pd.DataFrame, reps: pd.DataFrame) -> pd.DataFrame:
     """A summary table with each accuracy written as 'value [low, high]', for the page."""
     ci = per_task(reps).set_index("task")
