@@ -131,11 +131,26 @@ def test_the_new_figures_draw_what_they_are_given():
                             index=["ours", "paper"])
     fig = plots.figure4_bars(averages)
     assert len(fig.axes[0].patches) >= 6 and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["ours", "paper"]
+    fig = plots.dev_curves(_curves(), {"good": 2}, {"good": "algorithmic", "edge": "algorithmic", "bad": "knowledge"})
+    key = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert key == ["edge", "good", "bad"] and len(fig.axes[0].lines) == 3  # a key for every task, grouped by category
+    assert fig.axes[0].lines[0].get_color() == fig.axes[0].lines[1].get_color() != fig.axes[0].lines[2].get_color()
+    assert all(float(x).is_integer() for x in fig.axes[0].get_xticks())  # L is a block index
     fig = plots.depth_comparison({"m": _curves()}, ours="m")
     assert [len(ax.lines) for ax in fig.axes] == [1, 1]
     vectors, labels = _two_clusters()
     fig = plots.task_distance_grid(clusters.task_histograms(vectors, labels), columns=2)
     assert sum(ax.get_visible() for ax in fig.axes) == 3
+
+
+def test_figures_fit_the_page_column():
+    """At most 9 inches wide: the page shows ~7 inches at 1280 px, so text of 8 pt stays readable."""
+    vectors, labels = _two_clusters()
+    averages = pd.DataFrame({"baseline": [0.1], "hypothesis": [0.6], "regular": [0.8]}, index=["ours"])
+    figures = [plots.dev_curves(_curves()), plots.depth_comparison({"m": _curves()}, ours="m"),
+               plots.figure4_bars(averages), plots.task_distance_grid(clusters.task_histograms(vectors, labels)),
+               plots.mechanism()]
+    assert [fig.get_size_inches()[0] <= 9 for fig in figures] == [True] * len(figures)
 
 
 def _predictions(dev: dict[int, list[bool]], test: dict[int, list[bool]], regular: list[bool],

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from tvlib.experiments import FIGURE3_MIN_DEV, figure3_tasks
@@ -16,19 +17,20 @@ CATEGORY_ORDER = ["algorithmic", "translation", "linguistic", "knowledge"]
 
 
 def _style() -> None:
-    """One look for every figure, drawn at 150 dpi so that ticks and legends stay sharp when the page scales it."""
+    """One look for every figure: drawn at 150 dpi and at most 9 inches wide, so that the page (about 7 inches of
+    column at 1280 px) shrinks it little and no text (8 pt or more) ends up below 8 px."""
     sns.set_theme(style="whitegrid", context="notebook")
     plt.rcParams["figure.dpi"] = 150
 
 
 def mechanism() -> plt.Figure:
     """The paper's Figure 1 redrawn: A reads S through a dummy query into theta; f answers x with theta patched in."""
-    fig, ax = plt.subplots(figsize=(10, 3.6))
+    fig, ax = plt.subplots(figsize=(9, 3.4))
     ax.set_xlim(0, 10), ax.set_ylim(0, 4), ax.axis("off")
 
     def box(x, y, w, h, text, color):
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=color, ec="#333333", lw=1))
-        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=10)
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
 
     def arrow(a, b, text=""):
         ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=14, lw=1.3, color="#333333"))
@@ -50,11 +52,16 @@ def mechanism() -> plt.Figure:
     return fig
 
 
-def dev_curves(curves: pd.DataFrame, best: dict[str, int] | None = None) -> plt.Figure:
-    """Dev accuracy of the patched run per layer: one thin line per task, the mean with a band across tasks."""
+def dev_curves(curves: pd.DataFrame, best: dict[str, int] | None = None,
+               categories: dict[str, str] | None = None) -> plt.Figure:
+    """Dev accuracy of the patched run per layer: one line per task (colour by category, a key naming each task), the
+    mean with a bootstrap band across tasks; integer layer ticks, since L is a block index."""
     _style()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
-    sns.lineplot(curves, x="layer", y="accuracy", hue="task", ax=axes[0], legend=False, linewidth=1, alpha=0.8)
+    fig, axes = plt.subplots(2, 1, figsize=(8, 9), sharex=True, layout="constrained")
+    for task, colour, dashes in _task_styles(list(dict.fromkeys(curves["task"])), categories):
+        part = curves[curves["task"] == task].sort_values("layer")
+        axes[0].plot(part["layer"], part["accuracy"], color=colour, linestyle=dashes, linewidth=1.3,
+                     label=short_name(task))
     if best:
         for task, layer in best.items():
             row = curves[(curves["task"] == task) & (curves["layer"] == layer)]
@@ -64,11 +71,28 @@ def dev_curves(curves: pd.DataFrame, best: dict[str, int] | None = None) -> plt.
                  color="#1f77b4")
     axes[1].set_title("mean over tasks, band = bootstrap 95% interval over tasks")
     for ax in axes:
-        ax.set_xlabel("layer L (block whose output is patched)")
         ax.set_ylim(-0.02, 1.02)
-    axes[0].set_ylabel("dev accuracy")
-    fig.tight_layout()
+        ax.set_ylabel("dev accuracy")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1].set_xlabel("layer L (block whose output is patched)")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     return fig
+
+
+def _task_styles(tasks: list[str], categories: dict[str, str] | None) -> list[tuple[str, tuple, str]]:
+    """A colour per category and a line style per task within it (tasks grouped by category in the key), so 18 lines
+    stay apart; without categories, one of 20 colours per task."""
+    if not categories:
+        colours = sns.color_palette("tab20", len(tasks))
+        return [(task, colours[i], "-") for i, task in enumerate(tasks)]
+    rank = {c: i for i, c in enumerate(CATEGORY_ORDER)}
+    palette = dict(zip(CATEGORY_ORDER, sns.color_palette("deep", len(CATEGORY_ORDER))))
+    styles, count = [], {}
+    for task in sorted(tasks, key=lambda t: (rank.get(categories.get(t), len(rank)), t)):
+        category = categories.get(task)
+        count[category] = count.get(category, -1) + 1
+        styles.append((task, palette.get(category, (0.5, 0.5, 0.5)), ["-", "--", ":", "-."][count[category] % 4]))
+    return styles
 
 
 def depth_comparison(curves_by_model: dict[str, pd.DataFrame], ours: str | tuple[str, ...],
@@ -78,7 +102,7 @@ def depth_comparison(curves_by_model: dict[str, pd.DataFrame], ours: str | tuple
     _style()
     ours = (ours,) if isinstance(ours, str) else tuple(ours)
     dark = dict(zip(ours, ["black", "#8c2d04", "#3f007d"]))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharey=True)
     for model, curves in curves_by_model.items():
         n_layers = int(curves["layer"].max()) + 1
         style = ({"color": dark.get(model, "black"), "linewidth": 2.5} if model in ours
@@ -107,10 +131,10 @@ def figure4_bars(averages: pd.DataFrame, ci: dict[str, dict[str, tuple[float, fl
     methods = ["baseline", "hypothesis", "regular"]
     long = averages[methods].rename_axis("model").reset_index().melt(id_vars="model", var_name="method",
                                                                      value_name="accuracy")
-    fig, ax = plt.subplots(figsize=(11, 4))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     sns.barplot(long, x="model", y="accuracy", hue="method", hue_order=methods, palette=METHOD_COLORS, ax=ax)
     for container, method in zip(list(ax.containers), methods):
-        ax.bar_label(container, fmt="%.2f", fontsize=7, padding=1)
+        ax.bar_label(container, fmt="%.2f", fontsize=8, padding=1)
         for row, bar in zip(averages.index, container.patches):
             if ci and row in ci:
                 value = averages.loc[row, method]
@@ -139,7 +163,7 @@ def accuracy_bars(summary: pd.DataFrame, ci: pd.DataFrame | None = None) -> plt.
     ordered = summary.assign(category=pd.Categorical(summary["category"], CATEGORY_ORDER)).sort_values(
         ["category", "task"])
     long = ordered.melt(id_vars=["task", "category"], value_vars=methods, var_name="method", value_name="accuracy")
-    fig, ax = plt.subplots(figsize=(12, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     sns.barplot(long, x="task", y="accuracy", hue="method", palette=METHOD_COLORS, ax=ax, hue_order=methods,
                 order=ordered["task"], errorbar=None)
     if ci is not None:
@@ -174,10 +198,10 @@ def tsne_scatter(points: pd.DataFrame) -> plt.Figure:
             frame = points[points["task"] == task]
             ax.scatter(frame["x"], frame["y"], s=16, color=shades[k], marker=markers[k % len(markers)],
                        label=short_name(task), linewidths=0)
-            ax.text(frame["x"].median(), frame["y"].median(), short_name(task), fontsize=7, ha="center",
+            ax.text(frame["x"].median(), frame["y"].median(), short_name(task), fontsize=8, ha="center",
                     va="center", weight="bold", color="#222222",
                     path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")])
-    ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=7, markerscale=1.4)
+    ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8, markerscale=1.4)
     ax.margins(x=0.15, y=0.06)  # room for the names at the edges
     ax.set_xlabel("t-SNE 1"), ax.set_ylabel("t-SNE 2")
     fig.tight_layout()
@@ -198,7 +222,7 @@ def distance_histogram(hist: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def task_distance_grid(hist: pd.DataFrame, columns: int = 4) -> plt.Figure:
+def task_distance_grid(hist: pd.DataFrame, columns: int = 3) -> plt.Figure:
     """Small multiples: per task, the share of its within-task pairs and of its pairs with other tasks' vectors at
     each cosine distance (log axis: the two differ by orders of magnitude), each group's mean dashed."""
     _style()
@@ -213,15 +237,15 @@ def task_distance_grid(hist: pd.DataFrame, columns: int = 4) -> plt.Figure:
             ax.axvline(max(frame["mean"].iloc[0], frame["left"].min()), color=colors[kind], linestyle="--",
                        linewidth=1)
         ax.set_xscale("log")
-        ax.set_title(short_name(task), fontsize=9)
-        ax.tick_params(labelsize=7)
+        ax.set_title(short_name(task), fontsize=10)
+        ax.tick_params(labelsize=8)
     for ax in axes.flat[len(tasks):]:
         ax.set_visible(False)
     for ax in axes[-1]:
-        ax.set_xlabel("cosine distance", fontsize=8)
+        ax.set_xlabel("cosine distance", fontsize=9)
     for ax in axes[:, 0]:
-        ax.set_ylabel("share of pairs", fontsize=8)
-    axes.flat[0].legend(fontsize=7, loc="upper left")
+        ax.set_ylabel("share of pairs", fontsize=9)
+    axes.flat[0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -245,7 +269,7 @@ def conflict_bars(table: pd.DataFrame, rows: pd.DataFrame | None = None) -> plt.
                     n_boot=1000, err_kws={"linewidth": 1})
     g.set_xticklabels(["ICL, A", "ICL, B", "patched, A", "patched, B"], rotation=30)
     g.set_axis_labels("", "accuracy")
-    g.set_titles("{col_name}", size=9)
+    g.set_titles("{col_name}", size=10)
     sns.move_legend(g, "lower right", bbox_to_anchor=(0.95, 0.1), title="")
     g.figure.tight_layout()
     return g.figure
@@ -264,7 +288,7 @@ def ratio_strip(summary: pd.DataFrame) -> plt.Figure:
         ax.scatter(part["ratio"], [row] * len(part), s=40, color=colors[category], zorder=3)
         for k, item in enumerate(part.itertuples()):
             ax.annotate(short_name(item.task), (item.ratio, row), xytext=(0, 7 if k % 2 == 0 else -12),
-                        textcoords="offset points", ha="center", fontsize=7)
+                        textcoords="offset points", ha="center", fontsize=8)
     ax.set_yticks(range(len(order)), order)
     ax.set_ylim(-0.7, len(order) - 0.3)
     ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
