@@ -200,7 +200,8 @@ def test_peak_depth_and_wilson_intervals():
 @pytest.mark.parametrize("model", ["gemma-3-270m", "smollm2-135m"])
 def test_the_claims_check_reads_committed_results_without_a_model(model):
     from tvlib import claims, experiments
-    from tvlib.runs import Runner, task_list
+    from tvlib.runs import Runner
+    from tvlib.tasks import task_list
 
     runner = Runner(model, stored_only=True)
     found = claims.check(runner, n_boot=200)

@@ -81,18 +81,34 @@ def test_layers_may_differ_within_one_batch(lm):
                                    rtol=1e-4, atol=1e-4)
 
 
-def test_hooks_are_removed_after_an_exception(lm):
-    def make(_layer):
-        def hook(*_):
-            raise RuntimeError("boom")
-        return hook
+def test_hooks_sit_only_on_touched_blocks_and_are_removed_after_an_exception(lm):
+    def boom(_hidden):
+        raise RuntimeError("boom")
 
-    before = [dict(block._forward_hooks) for block in lm.blocks]
+    before = [len(block._forward_hooks) for block in lm.blocks]
     with pytest.raises(RuntimeError):
-        with block_hooks(lm, make):
-            assert all(len(b._forward_hooks) == len(h) + 1 for b, h in zip(lm.blocks, before))
+        with block_hooks(lm, {1: boom}):
+            assert [len(b._forward_hooks) - n for b, n in zip(lm.blocks, before)] == [
+                int(i == 1) for i in range(lm.n_layers)]
             last_logits(lm, PROMPTS[:1])
-    assert [dict(block._forward_hooks) for block in lm.blocks] == before
+    assert [len(block._forward_hooks) for block in lm.blocks] == before
+
+
+def test_a_hook_sees_and_returns_a_tensor(lm):
+    """Blocks return tuples in some architectures: the hook still gets a tensor, and what it returns is used."""
+    seen = []
+
+    def zero(hidden):
+        seen.append(type(hidden))
+        return torch.zeros_like(hidden)
+
+    plain = last_logits(lm, PROMPTS[:1])
+    with block_hooks(lm, {lm.n_layers - 1: zero}):
+        zeroed = last_logits(lm, PROMPTS[:1])
+    with block_hooks(lm, {0: lambda hidden: None}):
+        kept = last_logits(lm, PROMPTS[:1])
+    assert seen == [torch.Tensor] and not torch.allclose(plain, zeroed)
+    torch.testing.assert_close(plain, kept)
 
 
 def test_a_layer_out_of_range_names_the_valid_range(lm):

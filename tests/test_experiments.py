@@ -10,7 +10,8 @@ import torch
 from tvlib import clusters, experiments, vectors
 from tvlib.experiments import Protocol
 from tvlib.prompts import sample_contexts
-from tvlib.runs import Runner, task_list
+from tvlib.runs import Runner
+from tvlib.tasks import task_list
 from tvlib.tasks import Example, Task, load_task
 from tvlib.tiny import ARCHITECTURES, tiny_lm
 
@@ -136,7 +137,7 @@ def test_clustering_scores_see_clusters_and_noise():
 
 
 def test_runner_stores_and_reuses_every_experiment(lm, tmp_path):
-    runner = Runner("tiny", protocol=SMALL, results_dir=tmp_path, _lm=lm)
+    runner = Runner("tiny", protocol=SMALL, results_dir=tmp_path, loaded=lm)
     tasks = ["algorithmic_next_letter", "algorithmic_to_upper"]
     main = runner.main_all(tasks)
     robust = runner.robustness(tasks, n=8, demos=3)  # each task at its own L

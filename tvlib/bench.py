@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from tvlib import experiments
+from tvlib.errors import TvlibError
 from tvlib.experiments import Protocol
 from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model, native_bfloat16, resolve_dtype
 from tvlib.prompts import sample_contexts
@@ -258,7 +259,7 @@ def warm_load_seconds(model: str, device: str, dtype: str) -> float:
     start = time.time()
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"the warm-load process failed: {done.stderr.strip()[-500:]}")
+        raise TvlibError(f"the warm-load process failed: {done.stderr.strip()[-500:]}")
     return float(done.stdout.split()[-1]) - start
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tvlib import paths
 from tvlib.errors import TvlibError
 
-ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = ROOT / "chapters"
 
 
 SUMMARY_PAGES = ("verdict", "across_models")
@@ -19,8 +18,8 @@ place only, after the chapters, or when named."""
 def chapters(selected: list[str] | None = None, summary: bool = False) -> list[Path]:
     """The chapter notebooks in order (and the summary pages after them with `summary`), or those whose name
     starts with one of `selected` ('03', '03_accuracy', 'verdict')."""
-    found = sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
-    pages = [CHAPTERS / f"{name}.ipynb" for name in SUMMARY_PAGES]
+    found = sorted(paths.chapters_dir().glob("[0-9][0-9]_*.ipynb"))
+    pages = [paths.chapters_dir() / f"{name}.ipynb" for name in SUMMARY_PAGES]
     if not selected:
         return found + (pages if summary else [])
     chosen = [p for p in found + pages if any(p.stem.startswith(s) for s in selected)]
@@ -62,7 +61,7 @@ def run(selected: list[str] | None, out_dir: Path | None, parameters: dict) -> l
         tmp = target.with_name(f".{target.stem}.running.ipynb")
         try:
             papermill.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name="python3",
-                                       cwd=str(CHAPTERS), progress_bar=False)
+                                       cwd=str(paths.chapters_dir()), progress_bar=False)
         except BaseException:
             tmp.unlink(missing_ok=True)  # a failed chapter leaves nothing behind
             raise
@@ -81,7 +80,8 @@ def setup(model: str, device: str = "cpu", dtype: str = "float32", tasks: str = 
     its number of blocks and the protocol, so a page rerun on another model says which one it ran on."""
     from tvlib.experiments import Protocol
     from tvlib.models import n_blocks
-    from tvlib.runs import Runner, task_list
+    from tvlib.runs import Runner
+    from tvlib.tasks import task_list
 
     settings = Protocol(**protocol)
     runner = Runner(model, device, dtype, settings, results_dir)

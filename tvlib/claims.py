@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tvlib import experiments, intervals, verdicts
-from tvlib.runs import CONFLICTS, Runner, task_list
+from tvlib import experiments, intervals, paths, verdicts
+from tvlib.runs import CONFLICTS, Runner
+from tvlib.tasks import task_list
 from tvlib.verdicts import Verdict
 
 PAPER_STATEMENTS = {
@@ -22,12 +23,9 @@ PAPER_STATEMENTS = {
 }
 """Each claim as the paper states it, for the Verdict page."""
 
-DESCRIBING_WORDS = Path(__file__).resolve().parents[1] / "data" / "describing_words.json"
-
-
 def describing_words() -> dict[str, list[str]]:
     """Per task, words that describe it (fixed before the projections they are checked against)."""
-    words = json.loads(DESCRIBING_WORDS.read_text(encoding="utf-8"))
+    words = json.loads((paths.data_dir() / "describing_words.json").read_text(encoding="utf-8"))
     return {task: listed for task, listed in words.items() if not task.startswith("_")}
 
 

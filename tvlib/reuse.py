@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from tvlib.errors import TvlibError
 from tvlib.models import LM
 
 
@@ -125,7 +126,7 @@ def run(lm: LM, prefixes: list[list[int]], rows: list[Row], on_batch: Batch, pre
     that receives the row numbers and their last-position logits. `wrap` may add a progress bar over the chunks.
     """
     if any(len(p) == 0 for p in prefixes):
-        raise ValueError("every prefix needs at least one token: use the plain forward pass for such prompts")
+        raise TvlibError("every prefix needs at least one token: use the plain forward pass for such prompts")
     owner: dict[int, list[int]] = {}
     for i, row in enumerate(rows):
         owner.setdefault(row.prefix, []).append(i)

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tvlib import __version__, clusters, defaults, experiments, store
+from tvlib import __version__, clusters, defaults, experiments, paths, store
 from tvlib.errors import TvlibError
 from tvlib.experiments import Protocol
 from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model
 from tvlib.prompts import PAPER_FORMAT
 from tvlib.tasks import load_task
-from tvlib.vectors import progress_bar
+from tvlib.progress import progress_bar
 
 PAPER_SEED = defaults.SEED
 """The paper's seed; results with it live in the plain folders (main/, robustness/, ...)."""
@@ -40,20 +40,21 @@ class Runner:
     protocol: Protocol = field(default_factory=Protocol)
     results_dir: Path | str | None = None
     stored_only: bool = False  # True: a missing result is an error, never a model load (the claims check)
-    _lm: LM | None = None
+    loaded: LM | None = None  # a model already in memory (`models.wrap(model, tokenizer)`), used instead of `model`
 
     @property
     def lm(self) -> LM:
-        if self._lm is None and self.stored_only:
+        """The model: `loaded` if given, else loaded from `model` on first use."""
+        if self.loaded is None and self.stored_only:
             raise TvlibError(f"a result of {self.model} is not stored in {self.folder} (or its settings differ): "
                              f"compute it first with `python -m tvlib run-book --model {self.model} --out DIR`")
-        if self._lm is None:
-            self._lm = load_model(self.model, self.device, self.dtype)
-        return self._lm
+        if self.loaded is None:
+            self.loaded = load_model(self.model, self.device, self.dtype)
+        return self.loaded
 
     @property
     def folder(self) -> Path:
-        return Path(self.results_dir or store.RESULTS_DIR) / store.slug(self.model)
+        return Path(self.results_dir or paths.results_dir()) / store.slug(self.model)
 
     def _place(self, kind: str) -> Path:
         """The folder of one experiment kind. A seed other than the paper's 41 (main_seed42/) or another prompt
@@ -150,19 +151,6 @@ class Runner:
         """Number of blocks, read from the stored dev sweep when there is one (no model load)."""
         main = self.main(task)
         return int(main.loc[main["split"] == "dev", "layer"].max()) + 1
-
-
-def task_list(tasks: str | list[str]) -> list[str]:
-    """'all', a category name ('knowledge'), a comma-separated string, or a list: the chapters' `tasks` parameter."""
-    from tvlib.tasks import CATEGORIES, task_names
-
-    if isinstance(tasks, str):
-        if tasks == "all":
-            return task_names()
-        if tasks in CATEGORIES:
-            return [t for t in task_names() if t.startswith(tasks + "_")]
-        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    return list(tasks)
 
 
 def _progress(items: list, desc: str):

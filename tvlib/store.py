@@ -11,9 +11,6 @@ from typing import Callable
 
 import pandas as pd
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
-
-
 def slug(model: str) -> str:
     """A folder name for a model: aliases stay, hub ids lose their slash, local paths keep their last part."""
     path = Path(model)

@@ -9,9 +9,9 @@ import string
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tvlib import paths
 from tvlib.errors import TvlibError
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "tasks"
 CATEGORIES = ("algorithmic", "translation", "linguistic", "knowledge")
 ALGORITHMIC = ("next_letter", "prev_letter", "list_first", "list_last", "to_upper", "to_lower")
 
@@ -93,9 +93,20 @@ def _letter_lists(per_length: int = 300) -> list[tuple[str, ...]]:
 # --------------------------------------------------------------------------- loading
 
 
+def task_list(tasks: str | list[str]) -> list[str]:
+    """'all', a category name ('knowledge'), a comma-separated string, or a list: the chapters' `tasks` parameter."""
+    if isinstance(tasks, str):
+        if tasks == "all":
+            return task_names()
+        if tasks in CATEGORIES:
+            return [t for t in task_names() if t.startswith(tasks + "_")]
+        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+    return list(tasks)
+
+
 def task_names() -> list[str]:
     """Every task the project ships, algorithmic ones first, each category sorted."""
-    files = sorted(p.stem for p in DATA_DIR.glob("*.json"))
+    files = sorted(p.stem for p in paths.tasks_dir().glob("*.json"))
     return [f"algorithmic_{k}" for k in sorted(ALGORITHMIC)] + [n for c in CATEGORIES[1:] for n in files if n.startswith(c + "_")]
 
 
@@ -138,7 +149,7 @@ def load_task(name_or_path: str) -> Task:
         return Task(path.stem, _category(path.stem), _clean(examples), source=str(path))
     if name_or_path.startswith("algorithmic_"):
         return Task(name_or_path, "algorithmic", _clean(_algorithmic(name_or_path[len("algorithmic_"):])), source="code")
-    file = DATA_DIR / f"{name_or_path}.json"
+    file = paths.tasks_dir() / f"{name_or_path}.json"
     if not file.exists():
         raise TvlibError(f"unknown task {name_or_path!r}. Known tasks: {', '.join(task_names())}; "
                          "or pass a path to a JSON file")

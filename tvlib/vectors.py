@@ -13,6 +13,7 @@ import torch
 
 from tvlib import reuse
 from tvlib.models import LM
+from tvlib.progress import progress_bar
 from tvlib.prompts import chunks, encode
 
 
@@ -20,19 +21,24 @@ class _Stop(Exception):
     """Raised by a hook once the last needed block has run, so A skips the rest of the model."""
 
 
-def _tensor(output) -> torch.Tensor:
-    """A block's hidden states, whether transformers returns a tensor or a tuple."""
-    return output[0] if isinstance(output, tuple) else output
+Hook = Callable[[torch.Tensor], "torch.Tensor | None"]
+"""Receives a block's hidden states [batch, positions, d]; returns new ones, or None to keep them."""
 
 
-def _with_tensor(output, hidden: torch.Tensor):
-    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+def _on_hidden(hook: Hook) -> Callable:
+    """A torch forward hook around `hook`: the one place that unpacks and repacks a block's tuple output."""
+    def forward_hook(_module, _inputs, output):
+        hidden = hook(output[0] if isinstance(output, tuple) else output)
+        if hidden is None:
+            return None
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+    return forward_hook
 
 
 @contextmanager
-def block_hooks(lm: LM, make: Callable[[int], Callable]) -> Iterator[None]:
-    """Forward hooks on every block (make(layer) builds each), always removed, also after an exception."""
-    handles = [block.register_forward_hook(make(i)) for i, block in enumerate(lm.blocks)]
+def block_hooks(lm: LM, hooks: dict[int, Hook]) -> Iterator[None]:
+    """Hooks on the blocks an experiment touches, and only those; always removed, also after an exception."""
+    handles = [lm.blocks[layer].register_forward_hook(_on_hidden(hook)) for layer, hook in sorted(hooks.items())]
     try:
         yield
     finally:
@@ -40,13 +46,16 @@ def block_hooks(lm: LM, make: Callable[[int], Callable]) -> Iterator[None]:
             handle.remove()
 
 
-def progress_bar(items: list, desc: str, enabled: bool | None = True):
-    """A tqdm bar over items when enabled (None: only on a terminal); plain items for short or silent loops."""
-    if enabled is False or len(items) < 2:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, leave=False, disable=None if enabled is None else False)
+def _readers(lm: LM, states: dict[int, torch.Tensor], stop: bool = False) -> dict[int, Hook]:
+    """A's hooks: every block's output at the last position into `states` (float32, CPU); with `stop`, the pass
+    ends after the last block (A needs no final norm and no logits)."""
+    def read(layer: int) -> Hook:
+        def keep(hidden: torch.Tensor) -> None:
+            states[layer] = hidden[:, -1].float().cpu()
+            if stop and layer == lm.n_layers - 1:
+                raise _Stop
+        return keep
+    return {layer: read(layer) for layer in range(lm.n_layers)}
 
 
 @lru_cache(maxsize=None)
@@ -69,15 +78,7 @@ def last_token_states(lm: LM, texts: Sequence[str], batch_size: int = 32, progre
     results: list[torch.Tensor] = []
     for group in progress_bar(chunks(list(texts), batch_size), "A (theta)", progress):
         states: dict[int, torch.Tensor] = {}
-
-        def make(layer: int):
-            def hook(_module, _inputs, output):
-                states[layer] = _tensor(output)[:, -1].float().cpu()
-                if layer == lm.n_layers - 1:
-                    raise _Stop
-            return hook
-
-        with block_hooks(lm, make):
+        with block_hooks(lm, _readers(lm, states, stop=True)):
             try:
                 _forward(lm, group)
             except _Stop:
@@ -97,20 +98,16 @@ def last_logits(lm: LM, texts: Sequence[str], thetas: torch.Tensor | None = None
         return _forward(lm, list(texts))
 
 
-def _writes(layer_of: torch.Tensor, values: torch.Tensor) -> Callable[[int], Callable]:
-    """f's patch as hook makers: row i gets values[i] written into block layer_of[i]'s output at the last position."""
-    def make(layer: int):
-        rows = (layer_of == layer).nonzero().flatten()
-
-        def hook(_module, _inputs, output):
-            if rows.numel() == 0:
-                return None
-            hidden = _tensor(output).clone()
-            idx = rows.to(hidden.device)
-            hidden[idx, -1] = values[rows].to(hidden.device, hidden.dtype)
-            return _with_tensor(output, hidden)
-        return hook
-    return make
+def _writes(layer_of: torch.Tensor, values: torch.Tensor) -> dict[int, Hook]:
+    """f's patch: row i gets values[i] written into block layer_of[i]'s output at the last position (hooks only on
+    the blocks some row patches)."""
+    def write(rows: torch.Tensor) -> Hook:
+        def patch(hidden: torch.Tensor) -> torch.Tensor:
+            hidden = hidden.clone()
+            hidden[rows.to(hidden.device), -1] = values[rows].to(hidden.device, hidden.dtype)
+            return hidden
+        return patch
+    return {int(layer): write((layer_of == layer).nonzero().flatten()) for layer in layer_of.unique()}
 
 
 @dataclass
@@ -179,17 +176,12 @@ def states_and_answers(lm: LM, groups: Sequence[Sequence[str]], batch_size: int 
     def on_batch(global_rows: list[int], _rows: list[reuse.Row]):
         captured: dict[int, torch.Tensor] = {}
 
-        def make(layer: int):
-            def hook(_module, _inputs, output):
-                captured[layer] = _tensor(output)[:, -1].float().cpu()
-            return hook
-
         def collect(rows_: list[int], logits: torch.Tensor) -> None:
             stacked = torch.stack([captured[i] for i in range(lm.n_layers)], dim=1)
             for k, i in enumerate(rows_):
                 states[i] = stacked[k]
             after(rows_, logits)
-        return block_hooks(lm, make), collect
+        return block_hooks(lm, _readers(lm, captured)), collect
 
     _run(lm, prefixes, rows, on_batch, batch_size, progress, "A + ICL")
     return torch.stack(states), answers

@@ -1,6 +1,7 @@
-"""Rewrite the paper's reported numbers (../shared/reference/hendel2023/) as tidy CSVs with the project's task names.
+"""Rewrite the paper's reported numbers (a reference folder holding its tables and the official code's outputs) as
+tidy CSVs with the project's task names.
 
-Run from the repository root: `python data/paper/transcribe.py [REFERENCE_DIR]`. The outputs are committed, so the
+Run from the repository root: `python data/paper/transcribe.py REFERENCE_DIR`. The outputs are committed, so the
 book needs no access to the reference folder; rerunning gives the same bytes.
 """
 
@@ -12,7 +13,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REFERENCE = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parents[2] / "shared" / "reference" / "hendel2023"
+if len(sys.argv) != 2:
+    sys.exit("usage: python data/paper/transcribe.py REFERENCE_DIR  (the folder of the paper's reference numbers)")
+REFERENCE = Path(sys.argv[1])
 CATEGORY = {"Algorithmic": "algorithmic", "Translation": "translation", "Linguistic": "linguistic",
             "Knowledge": "knowledge"}
 MODELS = {"gpt-j_6B": "GPT-J 6B", "llama_7B": "LLaMA 7B", "pythia_6.9B": "Pythia 6.9B"}
