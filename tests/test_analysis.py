@@ -205,7 +205,7 @@ def test_the_claims_check_reads_committed_results_without_a_model(model):
 
     runner = Runner(model, stored_only=True)
     found = claims.check(runner, n_boot=200)
-    assert [v.number for v in found] == [1, 2, 3, 4, 5] and runner._lm is None
+    assert [v.number for v in found] == [1, 2, 3, 4, 5] and runner.loaded is None
     lines = claims.report(model)
     assert len(lines) == 6 and all(line.startswith(f"claim {i}: ") for i, line in enumerate(lines[:5], 1))
     assert lines[-1] == f"claims_passed={sum(' PASS ' in line for line in lines[:5])}/5"

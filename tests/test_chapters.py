@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tvlib import book
+from tvlib import book, runbook
+from tvlib.errors import TvlibError
 from tvlib.models import load_tokenizer
 from tvlib.tiny import save_tiny
 
@@ -33,27 +34,47 @@ def _rendered_text(nb: dict) -> str:
 
 
 def test_every_chapter_runs_on_another_model_and_says_so(tiny_model, tmp_path):
-    """What `python -m tvlib run-book --model PATH --out DIR -p ...` does: papermill, no edits. Every page then names
-    the model it ran on and its block count, and nothing on it speaks of the default model."""
-    params = {"model": str(tiny_model), "tasks": "algorithmic_to_upper,algorithmic_next_letter",
-              "n_dev": 4, "n_test": 4, "n_baseline": 4, "n_vectors": 4, "n_queries": 4,
-              "results_dir": str(tmp_path / "results")}
-    written = book.run(None, tmp_path / "executed", params)
-    assert [p.name for p in written] == [p.name for p in book.chapters()]
-    for out in written:
-        nb = json.loads(out.read_text())
+    """`python -m tvlib run-book --model PATH --out DIR -p ...`: papermill, no edits. Every page then names the model
+    it ran on and its block count, and nothing on it speaks of the default model; a second call skips every
+    chapter; --build renders the run as a book of that model."""
+    params = {"tasks": "algorithmic_to_upper,algorithmic_next_letter", "n_dev": 4, "n_test": 4, "n_baseline": 4,
+              "n_vectors": 4, "n_queries": 4}
+    out = runbook.run_book(str(tiny_model), parameters=params, out=tmp_path / "run")
+    written = [out / p.name for p in book.chapters()]
+    for notebook in written:
+        nb = json.loads(notebook.read_text())
         assert "papermill" not in nb["metadata"]
         injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
-        assert len(injected) == 1 and "remove-cell" in injected[0]["metadata"]["tags"], out.name
+        assert len(injected) == 1 and "remove-cell" in injected[0]["metadata"]["tags"], notebook.name
         assert str(tiny_model) in "".join(injected[0]["source"])
-        assert not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", [])), out.name
+        assert not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", [])), notebook
         text = _rendered_text(nb)
-        assert f"Model: {tiny_model}, 4 blocks" in text.replace("\n", " "), out.name
-        assert "gemma" not in text.lower() and "18 blocks" not in text, out.name
-    stored = sorted((tmp_path / "results" / tiny_model.name / "main").glob("*.csv"))
+        assert f"Model: {tiny_model}, 4 blocks" in text.replace("\n", " "), notebook.name
+        assert "gemma" not in text.lower() and "18 blocks" not in text, notebook.name
+    stored = sorted((out / "results" / tiny_model.name / "main").glob("*.csv"))
     assert [p.stem for p in stored][:2] == ["algorithmic_next_letter", "algorithmic_to_upper"]
     frame = pd.read_csv(stored[0])
     assert set(frame["layer"].dropna().astype(int)) == {0, 1, 2, 3}  # the tiny model's 4 blocks were swept
+    assert set(pd.read_csv(out / "chapters.csv")["status"]) == {"ran"}
+    assert set(pd.read_csv(out / "summary.csv")["task"]) == {"algorithmic_to_upper", "algorithmic_next_letter"}
+
+    before = {p: p.stat().st_mtime_ns for p in written}
+    runbook.run_book(str(tiny_model), parameters=params, out=out)  # resumes: nothing left to do
+    assert set(pd.read_csv(out / "chapters.csv")["status"]) == {"done before"}
+    assert {p: p.stat().st_mtime_ns for p in written} == before
+    with pytest.raises(TvlibError, match="other settings"):
+        runbook.run_book(str(tiny_model), parameters={**params, "n_test": 5}, out=out)  # never mixes two runs
+
+    index = runbook.build(out)
+    page = (index.parent / "chapters" / "03_accuracy.html").read_text()
+    assert str(tiny_model) in index.read_text() and f"Model: {tiny_model}, 4 blocks" in " ".join(page.split())
+
+
+def test_run_book_parameters_are_read_as_yaml():
+    assert [runbook.parse_value(v) for v in ["null", "10", "[a, b]", "knowledge", "0.5"]] == [
+        None, 10, ["a", "b"], "knowledge", 0.5]
+    with pytest.raises(TvlibError, match="unknown profile 'fast'.*paper, quick"):
+        runbook.configuration("m", "cpu", "float32", "fast", {})
 
 
 def test_chapter_sources_and_notebooks_are_in_sync():
@@ -105,8 +126,6 @@ def test_chapter_parameters_default_to_the_library_settings():
 
 
 def test_a_failing_chapter_leaves_nothing_behind(tmp_path):
-    import papermill
-
-    with pytest.raises(papermill.PapermillExecutionError, match="no_such_task"):
+    with pytest.raises(TvlibError, match=r"chapter 03_accuracy failed in cell \[\d+\].*TvlibError.*no_such_task"):
         book.run(["03"], tmp_path, {"tasks": "no_such_task", "results_dir": str(tmp_path / "results")})
     assert list(tmp_path.glob("*.ipynb")) == [] and not list(tmp_path.glob(".*"))

@@ -8,11 +8,11 @@ import sys
 import pandas as pd
 import pytest
 
+from tvlib.paths import results_dir
 from tvlib.reproduce import TIE_TOLERANCE, compare
-from tvlib.store import RESULTS_DIR
 
 TASK = "algorithmic_to_upper"
-COMMITTED = RESULTS_DIR / "gemma-3-270m" / "main" / f"{TASK}.csv"
+COMMITTED = results_dir() / "gemma-3-270m" / "main" / f"{TASK}.csv"
 # Lesser kernel sets than an AVX2 or AVX-512 machine's best: generic ATen loops, MKL without FMA, oneDNN at SSE4.1.
 LESSER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "AVX", "ONEDNN_MAX_CPU_ISA": "SSE41"}
 

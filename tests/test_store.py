@@ -1,8 +1,10 @@
-"""Results on disk: reused for the same config, recomputed for another, never trusted when damaged."""
+"""Results on disk: reused for the same config, never overwritten by another, never trusted when damaged."""
 
 import pandas as pd
+import pytest
 
 from tvlib import store
+from tvlib.errors import TvlibError
 
 FRAME = pd.DataFrame({"task": ["a", "b"], "prediction": ["NA", "null"], "correct": [True, False], "x": [0.1, 1 / 3]})
 
@@ -20,7 +22,10 @@ def test_a_stored_result_is_reused_for_the_same_config(tmp_path):
     assert len(calls) == 1
     pd.testing.assert_frame_equal(first, second)
     assert second["prediction"].tolist() == ["NA", "null"]  # strings stay strings
-    store.cached(path, {"seed": 2}, compute)
+    with pytest.raises(TvlibError, match=r"other settings \(seed\)"):
+        store.cached(path, {"seed": 2}, compute)  # never overwritten silently
+    assert len(calls) == 1 and store.load(path, {"seed": 1}) is not None
+    store.cached(tmp_path / "elsewhere" / "t.csv", {"seed": 2}, compute)  # kept apart, it is computed
     assert len(calls) == 2
 
 

@@ -28,9 +28,12 @@ def chapters(selected: list[str] | None = None, summary: bool = False) -> list[P
     return chosen
 
 
-def _tidy(path: Path) -> None:
-    """Drop papermill's per-cell timings and the kernel's run metadata: the same results give the same file."""
+def _tidy(path: Path, stamp: dict | None = None) -> None:
+    """Drop papermill's per-cell timings and the kernel's run metadata: the same results give the same file. A
+    `stamp` (run-book's configuration key) goes into the metadata, so a rerun knows the chapter is done."""
     nb = json.loads(path.read_text(encoding="utf-8"))
+    if stamp:
+        nb["metadata"]["tvlib"] = stamp
     nb["metadata"].pop("papermill", None)
     nb["metadata"].pop("widgets", None)
     nb["metadata"].pop("jupytext", None)
@@ -50,23 +53,33 @@ def _pair(notebook: Path) -> None:
     jupytext.write(jupytext.read(notebook), notebook.with_suffix(".md"), fmt="md:myst")
 
 
-def run(selected: list[str] | None, out_dir: Path | None, parameters: dict) -> list[Path]:
-    """Execute chapters (in place when out_dir is None), each in chapters/ as Jupyter Book and nbval do."""
+def execute(notebook: Path, target: Path, parameters: dict, stamp: dict | None = None) -> Path:
+    """One chapter through papermill, run in chapters/ as Jupyter Book and nbval do. Written to a hidden file first,
+    tidied (with `stamp` in its metadata), then renamed: a failed chapter leaves nothing behind and never replaces
+    the stored one, and the error names the chapter, the cell and the exception."""
     import papermill
 
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.running.ipynb")
+    try:
+        papermill.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name="python3",
+                                   cwd=str(paths.chapters_dir()), progress_bar=False)
+        _tidy(tmp, stamp)
+        tmp.replace(target)
+    except papermill.PapermillExecutionError as err:
+        raise TvlibError(f"chapter {notebook.stem} failed in cell [{err.exec_count}] (cell {err.cell_index} of the "
+                         f"notebook): {err.ename}: {err.evalue}") from None
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after the rename; after a failure, so is every trace of the run
+    return target
+
+
+def run(selected: list[str] | None, out_dir: Path | None, parameters: dict) -> list[Path]:
+    """Execute chapters (in place when out_dir is None: the chapters, then the summary pages, each re-paired with
+    its MyST source), or into out_dir."""
     written = []
     for notebook in chapters(selected, summary=out_dir is None):
-        target = notebook if out_dir is None else Path(out_dir) / notebook.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.stem}.running.ipynb")
-        try:
-            papermill.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name="python3",
-                                       cwd=str(paths.chapters_dir()), progress_bar=False)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # a failed chapter leaves nothing behind
-            raise
-        _tidy(tmp)
-        tmp.replace(target)  # a failed chapter never overwrites the stored one
+        target = execute(notebook, notebook if out_dir is None else Path(out_dir) / notebook.name, parameters)
         if out_dir is None:
             _pair(target)
         written.append(target)

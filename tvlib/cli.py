@@ -52,14 +52,24 @@ def _parser() -> argparse.ArgumentParser:
     ts = sub.add_parser("tasks", help="list the tasks with their sizes before and after the paper's filter")
     ts.add_argument("--model", default=DEFAULT_MODEL, help="tokenizer for the paper's per-tokenizer filter")
     ts.add_argument("--json", action="store_true")
-    rb = sub.add_parser("run-book", help="execute the chapters with papermill (in place, or into --out)")
+    rb = sub.add_parser("run-book", help="execute every chapter with papermill into a run folder (resumable), "
+                                         "or in place; --build renders the run as a book")
     rb.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id")
-    rb.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (accelerate device_map)")
-    rb.add_argument("--dtype", default="float32", help="the stored results are float32")
+    rb.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (accelerate device_map, offloading "
+                                                     "to CPU and disk when the model does not fit)")
+    rb.add_argument("--dtype", default="float32", help="float32 (the stored results), bfloat16 or float16")
+    rb.add_argument("--profile", default="paper", choices=sorted(PAPER.PROFILES),
+                    help="paper: the paper's protocol; quick: 5 tasks and few contexts, a smoke run")
+    rb.add_argument("--out", help="run folder (default: runs/<model>-<profile>/); a chapter already executed there "
+                                  "for the same settings is skipped")
+    rb.add_argument("--in-place", action="store_true",
+                    help="overwrite the committed chapters/ instead (default model, paper profile only)")
+    rb.add_argument("--build", action="store_true", help="then render the run folder's notebooks as a book "
+                                                         "(<out>/book/_build/html)")
     rb.add_argument("--chapter", action="append", help="e.g. 03, 03_accuracy or verdict; repeat (default: every chapter)")
-    rb.add_argument("--out", help="folder for the executed notebooks (default: overwrite chapters/ in place)")
     rb.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
-                    help="any other chapter parameter, e.g. -p tasks knowledge -p n_test 20")
+                    help="any other chapter parameter, the value read as YAML: -p tasks knowledge -p n_test 20 "
+                         "-p layer null -p tasks '[algorithmic_to_upper, translation_en_fr]'")
     cl = sub.add_parser("claims", help="the paper's five claims on a model's stored results (no model load)")
     cl.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id")
     cl.add_argument("--dtype", default="float32", help="dtype of the stored results")
@@ -95,14 +105,19 @@ def _bench(args: argparse.Namespace) -> None:
 
 
 def _run_book(args: argparse.Namespace) -> None:
-    from tvlib.book import run
+    from tvlib import book, runbook
 
-    params = {"model": args.model, "device": args.device, "dtype": args.dtype}
-    for name, value in args.param:
-        params[name] = int(value) if value.lstrip("-").isdigit() else value
-    if args.out is None and args.model != DEFAULT_MODEL:
-        raise TvlibError("pass --out DIR for another model: chapters/ holds the default model's outputs")
-    run(args.chapter, Path(args.out) if args.out else None, params)
+    params = {name: runbook.parse_value(value) for name, value in args.param}
+    if args.in_place:
+        if args.model != DEFAULT_MODEL or args.profile != "paper" or args.out or args.build:
+            raise TvlibError("--in-place rewrites the committed chapters: only for the default model and the paper "
+                             "profile, without --out or --build")
+        book.run(args.chapter, None, {"model": args.model, "device": args.device, "dtype": args.dtype, **params})
+        return
+    out = runbook.run_book(args.model, args.device, args.dtype, args.profile, params, args.out, args.chapter)
+    print(f"run folder: {out}", flush=True)
+    if args.build:
+        print(f"book: {runbook.build(out)}", flush=True)
 
 
 def _evaluate(args: argparse.Namespace) -> None:

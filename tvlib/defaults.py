@@ -21,3 +21,14 @@ PROJECTION_TOP = 20       # alphabetic tokens kept from the top 100 logits
 # Execution only: never part of what keys a stored result.
 BATCH_SIZE = 32
 DTYPE = "float32"         # stored results: the same answers on every CPU
+
+# run-book profiles: chapter parameters laid over the chapters' own defaults (which are the paper's protocol).
+QUICK_TASKS = ("algorithmic_to_upper,algorithmic_next_letter,translation_en_fr,linguistic_present_simple_past_simple,"
+               "knowledge_country_capital")
+PROFILES = {
+    "paper": {},  # every chapter at the paper's protocol: hours on a CPU for a 7B model, minutes on a GPU
+    "quick": {    # a smoke run: one task per category (two algorithmic), few contexts, one seed; minutes on a CPU
+        "tasks": QUICK_TASKS, "n_dev": 10, "n_test": 10, "n_baseline": 20, "seeds": "41", "n_vectors": 10,
+        "n_queries": 20,
+    },
+}

@@ -177,6 +177,13 @@ class LM:
 
     @property
     def device(self) -> torch.device:
+        """Where inputs go. With an accelerate device_map: where the input side runs (its first entry; a block
+        offloaded to CPU or disk runs on the CPU), since offloaded weights sit on the meta device."""
+        placement = getattr(self.model, "hf_device_map", None)
+        if placement:
+            first = next(iter(placement.values()))
+            return torch.device("cpu" if first in ("cpu", "disk") else f"cuda:{first}" if isinstance(first, int)
+                                else first)
         return next(self.model.parameters()).device
 
     def check_layer(self, layer: int) -> int:
@@ -318,7 +325,8 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torc
     source = resolve(name)
     gguf_file = _gguf_file(source)
     gguf = {"gguf_file": gguf_file} if gguf_file else {}
-    placement = {"device_map": "auto"} if device == "auto" else {}
+    placement = ({"device_map": "auto", "offload_folder": str(paths.cache_dir() / "offload")}  # disk, if need be
+                 if device == "auto" else {})
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype, device), **gguf, **placement)
         tokenizer = _tokenizer(name, source)

@@ -11,6 +11,8 @@ from typing import Callable
 
 import pandas as pd
 
+from tvlib.errors import TvlibError
+
 def slug(model: str) -> str:
     """A folder name for a model: aliases stay, hub ids lose their slash, local paths keep their last part."""
     path = Path(model)
@@ -69,6 +71,28 @@ def save(csv: Path, frame: pd.DataFrame, config: dict) -> pd.DataFrame:
 
 
 def cached(csv: Path, config: dict, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """Reuse the stored result for this config, or compute, store and return it (read back, so both paths agree)."""
+    """Reuse the stored result for this config, or compute, store and return it (read back, so both paths agree).
+    A result stored for other settings is never overwritten: that is an error naming what differs."""
     frame = load(csv, config)
-    return frame if frame is not None else save(csv, compute(), config)
+    if frame is not None:
+        return frame
+    _refuse_other_settings(csv, config)
+    return save(csv, compute(), config)
+
+
+def _refuse_other_settings(csv: Path, config: dict) -> None:
+    """Raise when `csv` holds a result of another configuration (a damaged file of this one is recomputed)."""
+    manifest = csv.with_suffix(".json")
+    if not manifest.exists():
+        return
+    stored = json.loads(manifest.read_text()).get("config", {})
+    if config_key(stored) == config_key(config):
+        return
+    changed = sorted(k for k in {*stored, *config} if stored.get(k) != config.get(k))
+    raise TvlibError(f"{csv} holds a result for other settings ({', '.join(changed)}): delete it to recompute, or "
+                     "keep this run apart (results_dir=..., or run-book's --out)")
+
+
+def write_json(path: Path | str, data: dict) -> None:
+    """A JSON file, atomically, keys sorted: the same data gives the same bytes."""
+    _atomic_write(Path(path), (json.dumps(data, indent=1, sort_keys=True, default=str) + "\n").encode())
