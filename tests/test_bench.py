@@ -29,6 +29,7 @@ def test_bench_command_reports_agreeing_sweeps_and_a_parsable_last_line(tiny_fol
     assert report["sweep_agree"] == "True"
     assert int(report["sweep_rows"]) == 4 * 4  # 4 dev contexts x 4 layers, both ways
     assert report["dtype"] == "float32" and "float32_differing" not in report
+    assert int(report["batch_prompts"]) == 8 and 0 <= int(report["batch_flips"]) <= 8  # alone against batched
     assert "dev sweep" in report["profile algorithmic_to_upper (s)"]
     efficiency = float(re.search(r"efficiency=(\S+)", out[-1]).group(1))
     assert 0 < efficiency < 10 and float(report["warm_load_s"]) > 0

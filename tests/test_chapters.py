@@ -64,6 +64,9 @@ def test_every_chapter_runs_on_another_model_and_says_so(tiny_model, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in written} == before
     with pytest.raises(TvlibError, match="other settings"):
         runbook.run_book(str(tiny_model), parameters={**params, "n_test": 5}, out=out)  # never mixes two runs
+    with pytest.raises(TvlibError, match="no chapter takes the parameter.*n_tset"):
+        runbook.run_book(str(tiny_model), parameters={**params, "n_tset": 5}, out=tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()  # refused before anything was written
 
     index = runbook.build(out)
     page = (index.parent / "chapters" / "03_accuracy.html").read_text()

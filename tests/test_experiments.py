@@ -181,3 +181,17 @@ def test_seeds_and_prompt_formats_store_side_by_side(tmp_path):
     assert base._place("main").name == "main" and seed42._place("main").name == "main_seed42"
     assert len(places) == 3 and prefixed._place("main").name.startswith("main_fmt")
     assert Runner("m", results_dir=tmp_path, protocol=Protocol(batch_size=4))._place("main").name == "main"
+
+
+def test_a_random_paper_shape_loads_by_name_and_skips_pairs_its_tokenizer_cannot_answer(tmp_path, capsys):
+    """`random:llama-7b/32` (run-book --random-config): no download; the character tokenizer keeps only one-letter
+    answers, so the dominance pairs of word tasks are skipped with a message, not a crash."""
+    from tvlib import store
+    from tvlib.models import load_model, n_blocks
+
+    lm = load_model("random:llama-7b/32", "cpu", "float32")
+    assert lm.n_layers == n_blocks("random:llama-7b/32") == 1 and store.slug(lm.name) == "random-llama-7b__32"
+    runner = Runner(lm.name, protocol=SMALL, results_dir=tmp_path, loaded=lm)
+    rows = runner.conflicting(n=2)
+    assert set(rows["task_a"]) == {"algorithmic_next_letter", "algorithmic_list_last", "algorithmic_prev_letter"}
+    assert capsys.readouterr().err.count("skipped") == 2

@@ -22,17 +22,18 @@ from typing import Callable, Iterator
 import pandas as pd
 import torch
 
-from tvlib import experiments
+from tvlib import defaults, experiments
 from tvlib.errors import TvlibError
 from tvlib.experiments import Protocol
 from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model, native_bfloat16, resolve_dtype
 from tvlib.prompts import sample_contexts
 from tvlib.reproduce import TIE_TOLERANCE
 from tvlib.tasks import load_task
+from tvlib.vectors import predict
 
 DEFAULT_TASKS = ("algorithmic_to_upper", "translation_en_fr", "knowledge_country_capital")
 # the character tokenizer of --random-config keeps only tasks whose outputs are single characters
-RANDOM_TASKS = ("algorithmic_to_upper", "algorithmic_next_letter", "algorithmic_prev_letter")
+RANDOM_TASKS = tuple(defaults.RANDOM_TASKS.split(","))
 
 
 # --------------------------------------------------------------------------- clocks
@@ -162,6 +163,18 @@ def compare_sweeps(lm: LM, task_name: str, protocol: Protocol) -> dict:
     return {"sweep_task": task_name, "sweep_rows": len(naive), "naive_sweep_s": naive_s, "fast_sweep_s": fast_s,
             "speedup": naive_s / fast_s, "sweep_differing_rows": int(differ.sum()),
             "sweep_differing_beyond_tolerance": beyond, "sweep_agree": beyond == 0}
+
+
+def batch_flips(lm: LM, task_name: str, protocol: Protocol, n: int = 64) -> dict:
+    """Batch invariance: the same ICL prompts answered one at a time and in left-padded batches of 32. A padded
+    batch runs other kernels (and, on a GPU in bfloat16, other reduction orders), so a near tie may flip."""
+    task = experiments.prepare(lm, load_task(task_name), protocol)
+    contexts = sample_contexts(task, n, protocol.demos, protocol.seed, "test", protocol.n_dummy)
+    texts = [protocol.fmt.render(c.demos, c.query.input, task.space) for c in contexts]
+    alone, batched = predict(lm, texts, batch_size=1), predict(lm, texts, batch_size=32)
+    flips = [i for i, (a, b) in enumerate(zip(alone.ids, batched.ids)) if a != b]
+    near = [i for i in flips if min(alone.margins[i], batched.margins[i]) < TIE_TOLERANCE]
+    return {"batch_prompts": len(texts), "batch_flips": len(flips), "batch_flips_beyond_tolerance": len(flips) - len(near)}
 
 
 _PARTS = ("baseline", "regular", "contexts_pass", "task_vectors", "hypothesis")
@@ -295,6 +308,7 @@ def run(model: str = DEFAULT_MODEL, tasks: list[str] | None = None, device: str 
     report["peak_gmacs"], report["reference_macs"] = reference_rate(lm)
     report["tie_tolerance"] = TIE_TOLERANCE
     report.update(compare_sweeps(lm, tasks[0], protocol))
+    report.update(batch_flips(lm, tasks[0], protocol, n=min(64, max(n_test, 8))))
     full = full_protocol(lm, tasks, protocol)
     report.update({k: v for k, v in full.items() if k != "frames"})
     report["efficiency"] = report["achieved_gmacs"] / report["peak_gmacs"]

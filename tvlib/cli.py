@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     rb.add_argument("--dtype", default="float32", help="float32 (the stored results), bfloat16 or float16")
     rb.add_argument("--profile", default="paper", choices=sorted(PAPER.PROFILES),
                     help="paper: the paper's protocol; quick: 5 tasks and few contexts, a smoke run")
+    rb.add_argument("--random-config", metavar="SHAPE", help="instead of --model, a randomly initialised paper "
+                    "shape (llama-7b, gpt-j-6b, pythia-6.9b; e.g. llama-7b/16 divides its sizes by 16): the GPU "
+                    "path with no download; the character tokenizer limits it to one-letter tasks")
     rb.add_argument("--out", help="run folder (default: runs/<model>-<profile>/); a chapter already executed there "
                                   "for the same settings is skipped")
     rb.add_argument("--in-place", action="store_true",
@@ -108,6 +111,8 @@ def _run_book(args: argparse.Namespace) -> None:
     from tvlib import book, runbook
 
     params = {name: runbook.parse_value(value) for name, value in args.param}
+    if args.random_config:
+        args.model = f"random:{args.random_config}"
     if args.in_place:
         if args.model != DEFAULT_MODEL or args.profile != "paper" or args.out or args.build:
             raise TvlibError("--in-place rewrites the committed chapters: only for the default model and the paper "

@@ -25,6 +25,8 @@ DTYPE = "float32"         # stored results: the same answers on every CPU
 # run-book profiles: chapter parameters laid over the chapters' own defaults (which are the paper's protocol).
 QUICK_TASKS = ("algorithmic_to_upper,algorithmic_next_letter,translation_en_fr,linguistic_present_simple_past_simple,"
                "knowledge_country_capital")
+# A random paper shape (`random:llama-7b`) reads through a character tokenizer: only one-character answers survive.
+RANDOM_TASKS = "algorithmic_to_upper,algorithmic_next_letter,algorithmic_prev_letter"
 PROFILES = {
     "paper": {},  # every chapter at the paper's protocol: hours on a CPU for a 7B model, minutes on a GPU
     "quick": {    # a smoke run: one task per category (two algorithmic), few contexts, one seed; minutes on a CPU

@@ -3,3 +3,7 @@
 
 class TvlibError(Exception):
     """A problem the user can fix; the message says how."""
+
+
+class TooFewExamples(TvlibError):
+    """A task keeps too few single-token examples for this tokenizer (experiments over many tasks may skip it)."""

@@ -296,6 +296,7 @@ def vocabulary_projection(lm: LM, task: Task, layers: list[int], protocol: Proto
     rows = []
     for layer in layers:
         logits = lm.logits_of(mean[lm.check_layer(layer)][None])[0]
+        logits = logits[:len(lm.tokenizer)]  # ids past the tokenizer (a padded or random unembedding) decode to ''
         seen: list[str] = []
         for token_id in torch.argsort(logits, descending=True)[:candidates].tolist():
             word = lm.tokenizer.decode([token_id]).strip()

@@ -314,8 +314,34 @@ def _check_device(device: str) -> None:
                          "or install a CUDA build of torch")
 
 
+RANDOM = "random:"
+"""Prefix of a randomly initialised paper shape: `random:llama-7b`, or `random:llama-7b/16` (sizes divided by 16)."""
+
+
+def _random_shape(name: str) -> tuple[str, int]:
+    shape, _, scale = name[len(RANDOM):].partition("/")
+    if not scale.isdigit() and scale:
+        raise TvlibError(f"{name!r}: the scale after '/' must be a whole number, as in random:llama-7b/16")
+    return shape, int(scale or 1)
+
+
+def _random_lm(name: str, device: str, dtype: str | torch.dtype) -> LM:
+    """A paper shape with random weights and the character tokenizer: the GPU path runs without any download."""
+    from tvlib.tiny import paper_shape_lm
+
+    shape, scale = _random_shape(name)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    lm = paper_shape_lm(shape, device, dtype, scale)
+    lm.name = name
+    return lm
+
+
 def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torch.dtype = "auto") -> LM:
-    """Load a model by alias, local path or hub id; device 'cpu', 'cuda', 'cuda:1' or 'auto' (accelerate device_map)."""
+    """Load a model by alias, local path, hub id or `random:<paper shape>`; device 'cpu', 'cuda', 'cuda:1' or
+    'auto' (accelerate device_map)."""
+    if name.startswith(RANDOM):
+        return _random_lm(name, device, dtype)
     _hub_settings()
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
@@ -345,6 +371,10 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torc
 
 def n_blocks(name: str = DEFAULT_MODEL) -> int:
     """The number of decoder blocks from the model's config alone, so a page can name it without loading weights."""
+    if name.startswith(RANDOM):
+        from tvlib.tiny import paper_shape_config
+
+        return paper_shape_config(*_random_shape(name)).num_hidden_layers
     _hub_settings()
     from transformers import AutoConfig
 
@@ -376,6 +406,10 @@ def _tokenizer(name: str, source: str | Path):
 
 def load_tokenizer(name: str = DEFAULT_MODEL):
     """Only the tokenizer (for data statistics), through the same resolution as load_model."""
+    if name.startswith(RANDOM):
+        from tvlib.tiny import char_tokenizer
+
+        return char_tokenizer()
     _hub_settings()
     source = resolve(name)
     try:

@@ -39,8 +39,11 @@ def configuration(model: str, device: str, dtype: str, profile: str, parameters:
     """What keys a run: the model, where and how it runs, and the chapters' parameters (the profile's, then -p's)."""
     if profile not in defaults.PROFILES:
         raise TvlibError(f"unknown profile {profile!r}: use one of {', '.join(defaults.PROFILES)}")
-    return {"model": model, "device": device, "dtype": dtype, "profile": profile,
-            "parameters": {**defaults.PROFILES[profile], **parameters}, "tvlib": __version__}
+    chosen = {**defaults.PROFILES[profile], **parameters}
+    if model.startswith("random:") and "tasks" not in parameters:  # a character tokenizer: one-letter answers only
+        chosen["tasks"] = defaults.RANDOM_TASKS
+    return {"model": model, "device": device, "dtype": dtype, "profile": profile, "parameters": chosen,
+            "tvlib": __version__}
 
 
 def default_out(model: str, profile: str) -> Path:
@@ -68,6 +71,13 @@ def _done(target: Path, key: str) -> bool:
     return json.loads(target.read_text(encoding="utf-8"))["metadata"].get("tvlib", {}).get("run") == key
 
 
+def _declared(notebooks: list[Path]) -> dict[str, set[str]]:
+    """The parameters each chapter's `parameters` cell declares (papermill reads them without running anything)."""
+    import papermill
+
+    return {nb.stem: set(papermill.inspect_notebook(str(nb))) for nb in notebooks}
+
+
 def _seconds(out: Path) -> dict[str, float]:
     """Each chapter's running time from an earlier call's chapters.csv."""
     file = out / "chapters.csv"
@@ -81,10 +91,15 @@ def run_book(model: str, device: str = "cpu", dtype: str = "float32", profile: s
     configuration; stops at the first failing chapter with its cell and error. Returns the run folder."""
     config = configuration(model, device, dtype, profile, parameters or {})
     out = Path(out or default_out(model, profile)).resolve()
-    _claim(out, config)
     key = store.config_key(config)
     params = {"model": model, "device": device, "dtype": dtype, **config["parameters"],
               "results_dir": str(out / "results")}
+    declared = _declared(book.chapters(selected))
+    unknown = sorted(set(params) - set().union(*declared.values()))
+    if unknown:
+        known = ", ".join(sorted(set().union(*declared.values())))
+        raise TvlibError(f"no chapter takes the parameter(s) {', '.join(unknown)}; the chapters take: {known}")
+    _claim(out, config)
     rows = []
     earlier = _seconds(out)
     bar = progress_bar(book.chapters(selected), "chapters", enabled=True)
@@ -93,12 +108,15 @@ def run_book(model: str, device: str = "cpu", dtype: str = "float32", profile: s
         start = time.perf_counter()
         if _done(target, key):  # the seconds it took when it ran
             rows.append({"chapter": notebook.stem, "status": "done before", "seconds": earlier.get(notebook.stem)})
+            store.write_csv(out / "chapters.csv", pd.DataFrame(rows))
             continue
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(notebook.stem)
-        book.execute(notebook, target, params, stamp={"run": key, "model": model, "profile": profile})
+        mine = {k: v for k, v in params.items() if k in declared[notebook.stem]}  # each chapter its own
+        book.execute(notebook, target, mine, stamp={"run": key, "model": model, "profile": profile})
         rows.append({"chapter": notebook.stem, "status": "ran", "seconds": round(time.perf_counter() - start, 1)})
         print(f"{notebook.stem}: {rows[-1]['seconds']:.0f} s -> {target}", file=sys.stderr, flush=True)
+        store.write_csv(out / "chapters.csv", pd.DataFrame(rows))  # kept up to date, should a later one fail
     store.write_csv(out / "chapters.csv", pd.DataFrame(rows))
     _summarize(out, model, dtype, params)
     return out

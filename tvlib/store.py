@@ -18,7 +18,7 @@ def slug(model: str) -> str:
     path = Path(model)
     if path.exists():
         return path.resolve().name
-    return model.replace("/", "__")
+    return model.replace("/", "__").replace(":", "-")  # random:llama-7b -> random-llama-7b
 
 
 def _csv_bytes(frame: pd.DataFrame) -> bytes:

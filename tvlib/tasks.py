@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tvlib import paths
-from tvlib.errors import TvlibError
+from tvlib.errors import TooFewExamples, TvlibError
 
 CATEGORIES = ("algorithmic", "translation", "linguistic", "knowledge")
 ALGORITHMIC = ("next_letter", "prev_letter", "list_first", "list_last", "to_upper", "to_lower")
@@ -180,7 +180,7 @@ def for_tokenizer(task: Task, tokenizer, min_examples: int = 0) -> Task:
         space = task.category != "algorithmic" and len(spaced) >= SPACE_RATIO * len(plain)
         kept = spaced if space else plain
     if len(kept) < min_examples:
-        raise TvlibError(
+        raise TooFewExamples(
             f"task {task.name} has {len(kept)} examples with single-token outputs for this tokenizer "
             f"({len(task.examples)} before filtering); it needs at least {min_examples} (demos + 1). "
             "Use fewer demos or add examples.")
