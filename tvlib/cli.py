@@ -84,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     bn.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     bn.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     bn.add_argument("--random-config", metavar="NAME",
-                    help="a randomly initialised paper shape instead of --model (llama-7b, gpt-j-6b, pythia-6.9b)")
+                    help="a randomly initialised paper shape instead of --model (llama-7b, gpt-j-6b, pythia-6.9b; "
+                         "llama-7b/16 divides its sizes by 16)")
     bn.add_argument("--batch-size", type=int, default=32)
     bn.add_argument("--json", action="store_true", help="also print the report as one JSON line before the summary")
     bn.add_argument("--scale", type=int, default=1, help=argparse.SUPPRESS)  # shrink --random-config (tests)
@@ -98,8 +99,12 @@ def _bench(args: argparse.Namespace) -> None:
 
     size = dict(n_dev=4, n_test=4, n_baseline=4) if args.quick else {}
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
-    report = bench.run(args.model, tasks, args.device, args.dtype, args.random_config, args.batch_size,
-                       args.scale, **size)
+    shape, scale = args.random_config, args.scale
+    if shape and "/" in shape:  # llama-7b/16: every size divided by 16, as run-book's --random-config takes it
+        from tvlib.models import RANDOM, _random_shape
+
+        shape, scale = _random_shape(RANDOM + shape)
+    report = bench.run(args.model, tasks, args.device, args.dtype, shape, args.batch_size, scale, **size)
     lines = bench.lines(report)
     print("\n".join(lines[:-1]), flush=True)
     if args.json:

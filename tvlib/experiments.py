@@ -31,6 +31,15 @@ class Protocol:
     fast: bool = True
     fmt: PromptFormat = field(default_factory=lambda: PAPER_FORMAT)
 
+    def __post_init__(self) -> None:
+        """Counts of zero or less would give empty or meaningless results: refuse them with the fix."""
+        for name in ("n_dev", "n_test", "n_baseline", "demos", "n_dummy", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise TvlibError(f"{name} must be a whole number of at least 1, not {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise TvlibError(f"seed must be a whole number, not {self.seed!r}")
+
     def config(self) -> dict:
         """What determines the results: everything but how they are computed (batch size, progress, fast path)."""
         out = asdict(self)

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,10 @@ def _hub_settings() -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     warnings.filterwarnings("ignore", message="IProgress not found")
 log = logging.getLogger("tvlib")
+
+SAFE = {"trust_remote_code": False}
+"""No code from a model folder or the hub ever runs (no flag turns it on): only architectures transformers ships.
+Weights load from safetensors or GGUF; a pickle checkpoint goes through torch.load(weights_only=True)."""
 
 
 # --------------------------------------------------------------------------- offline aliases
@@ -133,7 +138,8 @@ def _generic_layout(model: nn.Module) -> Layout:
     norms = [name for name, _ in model.named_modules()
              if name.startswith(parent) and is_norm(name) and not name.startswith(blocks_name + ".")]
     if not norms:
-        raise TvlibError(f"cannot find the final norm of {type(model).__name__}: add it to tvlib.models.LAYOUTS")
+        raise TvlibError(f"cannot find the final norm of {type(model).__name__}: is it an encoder (BERT-like) rather "
+                         "than a decoder-only LM? If it is decoder-only, add its layout to tvlib.models.LAYOUTS")
     unembed = next(name for name, mod in model.named_modules() if mod is model.get_output_embeddings())
     return Layout(blocks_name, norms[-1], unembed)
 
@@ -234,10 +240,12 @@ def resolve_dtype(dtype: str | torch.dtype, device: str = "cpu") -> torch.dtype:
         if device != "cpu" and torch.cuda.is_available():
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         return torch.bfloat16 if native_bfloat16() else torch.float32
-    try:
-        return DTYPES[dtype]
-    except KeyError:
-        raise TvlibError(f"unknown dtype {dtype!r}: use float32, bfloat16, float16 or auto") from None
+    if dtype not in DTYPES:
+        raise TvlibError(f"unknown dtype {dtype!r}: use float32, bfloat16, float16 or auto")
+    if DTYPES[dtype] == torch.float16 and device == "cpu":
+        raise TvlibError("float16 on the CPU is slow and loses precision in the sums: use float32 (the stored "
+                         "results), or bfloat16 on a CPU with native support")
+    return DTYPES[dtype]
 
 
 def dtype_name(dtype: str | torch.dtype, device: str = "cpu") -> str:
@@ -257,6 +265,19 @@ def _converted_dir(alias: str) -> Path:
     spec = ALIASES[alias]
     key = spec.key() if spec.key else spec.locate()[1]
     return paths.cache_dir() / f"{alias}-{key[:16]}"
+
+
+def _intact(weights: Path) -> bool:
+    """A safetensors file whose length is what its header promises (8 bytes, the header, then every tensor's
+    bytes): catches a truncated or half-copied cache without reading a gigabyte."""
+    try:
+        with weights.open("rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(size))
+    except (OSError, ValueError):
+        return False
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    return weights.stat().st_size == 8 + size + end
 
 
 def _convert_gguf(alias: str, target: Path) -> None:
@@ -286,8 +307,11 @@ def resolve(name: str) -> str | Path:
             target = _converted_dir(name)
         except ModuleNotFoundError:
             raise TvlibError(f"the model alias {name!r} needs its package: {ALIASES[name].install}") from None
-        if not (target / "model.safetensors").exists():
-            log.info("converting %s from GGUF once (about a minute); cached in %s", name, target)
+        if not _intact(target / "model.safetensors"):
+            if target.exists():
+                log.warning("the cached %s in %s is damaged (truncated weights): converting it again", name, target)
+                shutil.rmtree(target)
+            log.info("converting %s from GGUF once (about 2 minutes); cached in %s", name, target)
             _convert_gguf(name, target)
         return target
     path = Path(name).expanduser()
@@ -308,7 +332,9 @@ def _gguf_file(source: str | Path) -> str | None:
 
 
 def _check_device(device: str) -> None:
-    """Fail early, with the fix, when a GPU is asked for and torch sees none."""
+    """Fail early, with the fix, on a device torch cannot use here (or a GPU asked for where torch sees none)."""
+    if not (device in ("cpu", "auto", "cuda", "mps") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise TvlibError(f"unknown device {device!r}: use cpu, cuda, cuda:N, mps or auto")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise TvlibError(f"device {device!r} was asked for, but torch sees no CUDA GPU: use --device cpu, "
                          "or install a CUDA build of torch")
@@ -354,7 +380,8 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torc
     placement = ({"device_map": "auto", "offload_folder": str(paths.cache_dir() / "offload")}  # disk, if need be
                  if device == "auto" else {})
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype, device), **gguf, **placement)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype, device), **gguf, **placement,
+                                                     **SAFE)
         tokenizer = _tokenizer(name, source)
     except OSError as err:
         raise _unknown_model(name) from err
@@ -381,7 +408,7 @@ def n_blocks(name: str = DEFAULT_MODEL) -> int:
     source = resolve(name)
     gguf_file = _gguf_file(source)
     try:
-        config = AutoConfig.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
+        config = AutoConfig.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}), **SAFE)
     except OSError as err:
         raise _unknown_model(name) from err
     config = getattr(config, "text_config", config)
@@ -401,7 +428,7 @@ def _tokenizer(name: str, source: str | Path):
         special = {key: value for key, value in saved.items() if key.endswith("_token") and isinstance(value, str)}
         return PreTrainedTokenizerFast(tokenizer_file=str(Path(source) / "tokenizer.json"), **special)
     gguf_file = _gguf_file(source)
-    return AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
+    return AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}), **SAFE)
 
 
 def load_tokenizer(name: str = DEFAULT_MODEL):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -34,14 +35,21 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside the target, then rename: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write to a temporary file beside the target, then rename: a crash never leaves half a file, and a failed
+    write (no space, no permission, a file where a folder should be) leaves the target as it was."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):  # where the folder is a file, there is no temporary file either
+            tmp.unlink(missing_ok=True)
+        raise TvlibError(f"cannot write {path}: {err.strerror or err}. Free space, fix the permissions, or choose "
+                         "another folder") from None
 
 
 def config_key(config: dict) -> str:

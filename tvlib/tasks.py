@@ -130,6 +130,22 @@ def _examples_from_json(data: object, path: Path) -> list[Example]:
     raise TvlibError(f"{path}: expected a list of {{'input', 'output'}} objects or one object mapping input to output")
 
 
+def _check_user_examples(examples: list[Example], path: Path) -> None:
+    """A task file of one's own: no empty file, no input given two answers, nothing that breaks the prompt format
+    (`->` or a line break inside an input or output)."""
+    if not examples:
+        raise TvlibError(f"task file {path} holds no examples: add {{'input': ..., 'output': ...}} objects")
+    answers: dict[str, str] = {}
+    for ex in examples:
+        if answers.setdefault(ex.input, ex.output) != ex.output:
+            raise TvlibError(f"task file {path}: input {ex.input!r} has two outputs ({answers[ex.input]!r} and "
+                             f"{ex.output!r}); keep one, and list other right answers under 'accept'")
+        for text in (ex.input, ex.output):
+            if "->" in text or "\n" in text:
+                raise TvlibError(f"task file {path}: {text!r} contains '->' or a line break, which the prompt "
+                                 "format `example:{x}->{y}` uses between and around examples; remove it")
+
+
 def _clean(examples: list[Example]) -> tuple[Example, ...]:
     """Sorted, first occurrence of each input kept, empty strings dropped: the faults of the upstream files."""
     seen: dict[str, Example] = {}
@@ -145,7 +161,12 @@ def load_task(name_or_path: str) -> Task:
     if name_or_path.endswith(".json") or path.exists():
         if not path.exists():
             raise TvlibError(f"task file {path} does not exist")
-        examples = _examples_from_json(json.loads(path.read_text(encoding="utf-8")), path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise TvlibError(f"task file {path} is not valid UTF-8 JSON ({err}): fix the file") from None
+        examples = _examples_from_json(data, path)
+        _check_user_examples(examples, path)
         return Task(path.stem, _category(path.stem), _clean(examples), source=str(path))
     if name_or_path.startswith("algorithmic_"):
         return Task(name_or_path, "algorithmic", _clean(_algorithmic(name_or_path[len("algorithmic_"):])), source="code")
