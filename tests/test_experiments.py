@@ -11,8 +11,7 @@ from tvlib import clusters, experiments, vectors
 from tvlib.experiments import Protocol
 from tvlib.prompts import sample_contexts
 from tvlib.runs import Runner
-from tvlib.tasks import task_list
-from tvlib.tasks import Example, Task, load_task
+from tvlib.tasks import Example, Task, load_task, task_list
 from tvlib.tiny import ARCHITECTURES, tiny_lm
 
 SMALL = Protocol(n_dev=4, n_test=4, n_baseline=4, demos=3)
@@ -195,3 +194,24 @@ def test_a_random_paper_shape_loads_by_name_and_skips_pairs_its_tokenizer_cannot
     rows = runner.conflicting(n=2)
     assert set(rows["task_a"]) == {"algorithmic_next_letter", "algorithmic_list_last", "algorithmic_prev_letter"}
     assert capsys.readouterr().err.count("skipped") == 2
+
+
+def test_repeated_experiments_leave_no_hooks_and_do_not_grow_memory(lm):
+    """Five runs of the main experiment in one process: no hook stays on a block, and the resident memory after
+    five is within 10% of that after one (nothing retained from run to run)."""
+    import gc
+    import os
+    from pathlib import Path
+
+    def rss() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    task = load_task("algorithmic_to_upper")
+    experiments.evaluate_task(lm, task, SMALL)
+    gc.collect()
+    first = rss()
+    for _ in range(4):
+        experiments.evaluate_task(lm, task, SMALL)
+    gc.collect()
+    assert rss() <= 1.1 * first
+    assert [len(b._forward_hooks) + len(b._forward_pre_hooks) for b in lm.blocks] == [0] * lm.n_layers

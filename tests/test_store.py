@@ -50,3 +50,46 @@ def test_slug_of_hub_ids_and_paths(tmp_path):
     assert store.slug("EleutherAI/pythia-6.9b") == "EleutherAI__pythia-6.9b"
     assert store.slug(str(tmp_path)) == tmp_path.name
 
+
+
+def test_two_processes_on_one_folder_compute_once_and_a_killed_run_resumes_to_the_same_bytes(tmp_path):
+    """Process A holds the folder while computing; B waits, then reuses A's result. A run killed with SIGKILL
+    mid-way, run again, writes the same bytes as a run never interrupted."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = textwrap.dedent("""
+        import sys, time
+        import pandas as pd
+        from pathlib import Path
+        from tvlib import store
+        folder, tag, sleep = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+        def compute(i):
+            def run():
+                print(f"{tag} computes {i}", flush=True)
+                time.sleep(sleep)
+                return pd.DataFrame({"i": [i] * 3, "x": [i / 3, i / 7, i / 11]})
+            return run
+        for i in range(3):
+            store.cached(folder / f"part{i}.csv", {"part": i}, compute(i))
+    """)
+    folder = tmp_path / "shared"
+    first = subprocess.Popen([sys.executable, "-c", script, str(folder), "A", "1.0"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    second = subprocess.run([sys.executable, "-c", script, str(folder), "B", "0"], capture_output=True, text=True)
+    out_a = first.communicate()[0]
+    assert out_a.count("computes") + second.stdout.count("computes") == 3  # every part computed once, by one
+    assert "B computes 0" not in second.stdout  # B waited for A's part 0, then reused it
+
+    killed = tmp_path / "killed"
+    victim = subprocess.Popen([sys.executable, "-c", script, str(killed), "K", "1.5"], stdout=subprocess.PIPE,
+                              text=True)
+    while not (killed / "part0.json").exists():
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    subprocess.run([sys.executable, "-c", script, str(killed), "K", "0"], check=True, capture_output=True)
+    assert {p.name: p.read_bytes() for p in killed.iterdir()} == {p.name: p.read_bytes() for p in folder.iterdir()}

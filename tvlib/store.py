@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 from pathlib import Path
 from typing import Callable
 
@@ -73,9 +74,24 @@ def save(csv: Path, frame: pd.DataFrame, config: dict) -> pd.DataFrame:
     """Write the CSV, then its manifest (config, its key, the CSV's hash): the manifest is the commit point."""
     data = _csv_bytes(frame)
     _atomic_write(csv, data)
-    meta = {"key": config_key(config), "sha256": hashlib.sha256(data).hexdigest(), "rows": len(frame), "config": config}
+    meta = {"key": config_key(config), "sha256": hashlib.sha256(data).hexdigest(), "rows": len(frame), "config": config,
+            "environment": _environment()}
     _atomic_write(csv.with_suffix(".json"), (json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n").encode())
     return pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""])
+
+
+def _environment() -> dict:
+    """The library versions that computed a result: recorded beside it (not part of its key, since the tests show
+    the answers agree across CPUs and kernels)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("torch", "transformers"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return found
 
 
 def cached(csv: Path, config: dict, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
@@ -84,8 +100,27 @@ def cached(csv: Path, config: dict, compute: Callable[[], pd.DataFrame]) -> pd.D
     frame = load(csv, config)
     if frame is not None:
         return frame
-    _refuse_other_settings(csv, config)
-    return save(csv, compute(), config)
+    with _folder_lock(csv.parent):  # a second process computing the same folder waits, then reuses
+        frame = load(csv, config)
+        if frame is not None:
+            return frame
+        _refuse_other_settings(csv, config)
+        return save(csv, compute(), config)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path):
+    """An exclusive lock on the results folder itself (flock on the directory: no lock file is left behind),
+    released when the block ends or the process dies."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _refuse_other_settings(csv: Path, config: dict) -> None:
