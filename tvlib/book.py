@@ -8,8 +8,6 @@ from pathlib import Path
 from tvlib import paths
 from tvlib.errors import TvlibError
 
-
-
 SUMMARY_PAGES = ("verdict", "across_models")
 """Pages that read several models' stored results (parameter `models`), not one model's: run-book runs them in
 place only, after the chapters, or when named."""
