@@ -89,12 +89,14 @@ def last_token_states(lm: LM, texts: Sequence[str], batch_size: int = 32, progre
 
 @torch.no_grad()
 def last_logits(lm: LM, texts: Sequence[str], thetas: torch.Tensor | None = None,
-                layers: Sequence[int] | None = None) -> torch.Tensor:
-    """f for one batch: next-token logits, with theta_i written into block layers[i]'s output at the last position."""
+                layers: Sequence[int] | None = None, alpha: float | None = None) -> torch.Tensor:
+    """f for one batch: next-token logits, with theta_i written into block layers[i]'s output at the last position
+    (or, with `alpha`, alpha x theta_i added to it: a question beyond the paper)."""
     if thetas is None:
         return _forward(lm, list(texts))
     layer_of = torch.as_tensor([lm.check_layer(layer) for layer in layers])
-    with block_hooks(lm, _writes(layer_of, thetas)):
+    hooks = _writes(layer_of, thetas) if alpha is None else _adds(layer_of, thetas, alpha)
+    with block_hooks(lm, hooks):
         return _forward(lm, list(texts))
 
 
@@ -108,6 +110,17 @@ def _writes(layer_of: torch.Tensor, values: torch.Tensor) -> dict[int, Hook]:
             return hidden
         return patch
     return {int(layer): write((layer_of == layer).nonzero().flatten()) for layer in layer_of.unique()}
+
+
+def _adds(layer_of: torch.Tensor, values: torch.Tensor, alpha: float) -> dict[int, Hook]:
+    """A variant of f's patch: alpha x values[i] added to block layer_of[i]'s output at the last position."""
+    def add(rows: torch.Tensor) -> Hook:
+        def patch(hidden: torch.Tensor) -> torch.Tensor:
+            hidden = hidden.clone()
+            hidden[rows.to(hidden.device), -1] += alpha * values[rows].to(hidden.device, hidden.dtype)
+            return hidden
+        return patch
+    return {int(layer): add((layer_of == layer).nonzero().flatten()) for layer in layer_of.unique()}
 
 
 @dataclass
@@ -130,7 +143,7 @@ class Answers:
 
 
 def predict(lm: LM, texts: Sequence[str], thetas: torch.Tensor | None = None, layers: Sequence[int] | None = None,
-            batch_size: int = 32, progress: bool = False, desc: str = "f") -> Answers:
+            batch_size: int = 32, progress: bool = False, desc: str = "f", alpha: float | None = None) -> Answers:
     """Greedy next token for each prompt (optionally patched), one plain forward pass per batch: the reference path."""
     answers = Answers()
     index = list(range(len(texts)))
@@ -139,7 +152,7 @@ def predict(lm: LM, texts: Sequence[str], thetas: torch.Tensor | None = None, la
         if thetas is None:
             answers.add(last_logits(lm, batch_texts))
         else:
-            answers.add(last_logits(lm, batch_texts, thetas[group], [layers[i] for i in group]))
+            answers.add(last_logits(lm, batch_texts, thetas[group], [layers[i] for i in group], alpha))
     return answers
 
 
