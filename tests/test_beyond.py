@@ -42,3 +42,16 @@ def test_strength_compares_adding_with_replacing(lm):
     assert frame.loc[frame["method"] == "replace", "alpha"].isna().all()
     with pytest.raises(Exception, match="out of range"):
         beyond.strength(lm, load_task("algorithmic_to_upper"), lm.n_layers, SMALL)
+
+
+def test_by_demonstrations_reruns_the_main_experiment_per_count(lm):
+    frame = beyond.by_demonstrations(lm, load_task("algorithmic_to_upper"), SMALL, counts=(1, 3, 30))
+    assert frame["demos"].tolist() == [1, 3]  # 30 demonstrations + a query need more than 26 letters
+    assert {"baseline", "regular", "hypothesis", "best_layer"} <= set(frame.columns)
+
+
+def test_format_transfer_fills_the_source_by_target_matrix(lm):
+    frame = beyond.format_transfer(lm, load_task("algorithmic_to_upper"), 1, SMALL)
+    assert frame.groupby(["source", "target"]).size().tolist() == [5] * 9
+    qa = frame[(frame["source"] == "example:x->y") & (frame["target"] == "Q: x / A: y")]
+    assert qa["prompt"].str.startswith("Q: ").all() and qa["prompt"].str.endswith("\nA:").all()

@@ -1,13 +1,16 @@
-"""Questions the paper leaves open, asked with its own machinery: does a task's theta averaged over many contexts
-work as well as a per-context one, and what if theta is added to the query's state instead of replacing it?"""
+"""Questions the paper leaves open, asked with its own machinery: how many demonstrations theta needs, whether a
+task's theta averaged over many contexts works as well as a per-context one, whether theta carries over to another
+prompt format, and what if theta is added to the query's state instead of replacing it."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from tvlib.experiments import Protocol, _rows, prepare, task_vectors
+from dataclasses import replace
+
+from tvlib.experiments import Protocol, _rows, evaluate_task, prepare, summarize, task_vectors
 from tvlib.models import LM
-from tvlib.prompts import sample_contexts
+from tvlib.prompts import PAPER_FORMAT, PromptFormat, sample_contexts
 from tvlib.tasks import Task
 from tvlib.vectors import predict
 
@@ -15,6 +18,14 @@ AVERAGED = (1, 2, 5, 10, 25, 50)
 """How many dev contexts a task's mean theta averages over."""
 ALPHAS = (0.5, 1.0, 2.0, 4.0)
 """Strengths of theta added to the query's state."""
+DEMONSTRATIONS = (1, 2, 3, 5, 8, 12, 16)
+"""Numbers of demonstrations per context."""
+FORMATS = {
+    "example:x->y": PAPER_FORMAT,
+    "Q: x / A: y": PromptFormat(demo="Q: {x}\nA: {y}", query="Q: {x}\nA:", sep="\n\n"),
+    "x = y": PromptFormat(demo="{x} = {y}", query="{x} =", sep="\n"),
+}
+"""The paper's format and two others, for theta built in one and patched into a bare query of another."""
 
 
 def _setup(lm: LM, task: Task, protocol: Protocol):
@@ -65,3 +76,32 @@ def accuracy(frame: pd.DataFrame, by: str) -> pd.DataFrame:
     """Accuracy per task, method and `by` (averaged, alpha): the numbers a figure or a sentence reads."""
     return (frame.groupby(["task", "method", by], dropna=False)["correct"].mean().rename("accuracy")
             .reset_index())
+
+
+def by_demonstrations(lm: LM, task: Task, protocol: Protocol = Protocol(),
+                      counts: tuple[int, ...] = DEMONSTRATIONS) -> pd.DataFrame:
+    """The main experiment at each number of demonstrations k (L re-chosen on dev contexts for each k): one row per
+    k with baseline, regular, hypothesis and L, as `summarize` gives them. Counts the task cannot fill are skipped."""
+    rows = []
+    for k in counts:
+        if k + 1 > len(prepare(lm, task, replace(protocol, demos=1)).examples):
+            continue
+        rows.append(summarize(evaluate_task(lm, task, replace(protocol, demos=k))).assign(demos=k))
+    return pd.concat(rows, ignore_index=True)
+
+
+def format_transfer(lm: LM, task: Task, layer: int, protocol: Protocol = Protocol(),
+                    formats: dict[str, PromptFormat] = FORMATS) -> pd.DataFrame:
+    """Theta built from demonstrations in one format (`source`), patched at `layer` into the bare query of another
+    (`target`), for every pair: is theta a property of the task or of the format? Tidy rows per query."""
+    lm.check_layer(layer)
+    frames = []
+    for source, fmt in formats.items():
+        task_s, _, test, _ = _setup(lm, task, replace(protocol, fmt=fmt))
+        thetas = task_vectors(lm, task_s, test, replace(protocol, fmt=fmt))[:, layer]
+        for target, other in formats.items():
+            bare = [other.render((), c.query.input, task_s.space) for c in test]
+            answers = predict(lm, bare, thetas, [layer] * len(test), protocol.batch_size)
+            frames.append(_rows(lm, task_s, "hypothesis", [c.query for c in test], answers, bare, layer)
+                          .assign(source=source, target=target))
+    return pd.concat(frames, ignore_index=True).assign(category=task.category)
