@@ -145,3 +145,15 @@ def test_a_file_in_the_papers_format_loads(tmp_path):
     task = load_task(str(path))
     assert [(e.input, e.output) for e in task.examples] == [("big", "small"), ("hot", "cold"), ("up", "below")]
     assert task.name == "antonyms"
+
+def test_first_token_tells_a_bos_from_the_prompts_own_first_piece():
+    from tokenizers.processors import TemplateProcessing
+
+    from tvlib.prompts import first_token
+    from tvlib.tiny import char_tokenizer
+
+    plain = char_tokenizer()
+    assert first_token(plain) == {"token": "e", "special": False}  # `example:x->` as it is
+    with_bos = char_tokenizer()
+    with_bos.backend_tokenizer.post_processor = TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    assert first_token(with_bos) == {"token": "<bos>", "special": True}

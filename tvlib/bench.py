@@ -25,7 +25,7 @@ import torch
 from tvlib import defaults, experiments
 from tvlib.errors import TvlibError
 from tvlib.experiments import Protocol
-from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model, native_bfloat16, resolve_dtype
+from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model, native_bfloat16, random_shape, resolve_dtype
 from tvlib.prompts import sample_contexts
 from tvlib.reproduce import TIE_TOLERANCE
 from tvlib.tasks import load_task
@@ -293,6 +293,8 @@ def run(model: str = DEFAULT_MODEL, tasks: list[str] | None = None, device: str 
         random_config: str | None = None, batch_size: int = 32, scale: int = 1, n_dev: int = 50, n_test: int = 50,
         n_baseline: int = 100) -> dict:
     """Every measurement on one model and one set of data; n_dev/n_test/n_baseline shrink the protocol for tests."""
+    if random_config and "/" in random_config:  # llama-7b/16, as run-book's --random-config takes it
+        random_config, scale = random_shape(random_config)
     tasks = list(tasks or (RANDOM_TASKS if random_config else DEFAULT_TASKS))
     resolved = resolve_dtype(dtype, device)
     protocol = Protocol(n_dev=n_dev, n_test=n_test, n_baseline=n_baseline, batch_size=batch_size)

@@ -4,9 +4,9 @@ prompt format, and what if theta is added to the query's state instead of replac
 
 from __future__ import annotations
 
-import pandas as pd
-
 from dataclasses import replace
+
+import pandas as pd
 
 from tvlib.experiments import Protocol, _rows, evaluate_task, prepare, summarize, task_vectors
 from tvlib.models import LM

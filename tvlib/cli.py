@@ -99,12 +99,8 @@ def _bench(args: argparse.Namespace) -> None:
 
     size = dict(n_dev=4, n_test=4, n_baseline=4) if args.quick else {}
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
-    shape, scale = args.random_config, args.scale
-    if shape and "/" in shape:  # llama-7b/16: every size divided by 16, as run-book's --random-config takes it
-        from tvlib.models import RANDOM, _random_shape
-
-        shape, scale = _random_shape(RANDOM + shape)
-    report = bench.run(args.model, tasks, args.device, args.dtype, shape, args.batch_size, scale, **size)
+    report = bench.run(args.model, tasks, args.device, args.dtype, args.random_config, args.batch_size, args.scale,
+                       **size)
     lines = bench.lines(report)
     print("\n".join(lines[:-1]), flush=True)
     if args.json:

@@ -344,10 +344,11 @@ RANDOM = "random:"
 """Prefix of a randomly initialised paper shape: `random:llama-7b`, or `random:llama-7b/16` (sizes divided by 16)."""
 
 
-def _random_shape(name: str) -> tuple[str, int]:
-    shape, _, scale = name[len(RANDOM):].partition("/")
-    if not scale.isdigit() and scale:
-        raise TvlibError(f"{name!r}: the scale after '/' must be a whole number, as in random:llama-7b/16")
+def random_shape(spec: str) -> tuple[str, int]:
+    """'llama-7b' or 'llama-7b/16' (every size divided by 16), with or without the `random:` prefix -> (shape, scale)."""
+    shape, _, scale = spec.removeprefix(RANDOM).partition("/")
+    if scale and not scale.isdigit():
+        raise TvlibError(f"{spec!r}: the scale after '/' must be a whole number, as in llama-7b/16")
     return shape, int(scale or 1)
 
 
@@ -355,7 +356,7 @@ def _random_lm(name: str, device: str, dtype: str | torch.dtype) -> LM:
     """A paper shape with random weights and the character tokenizer: the GPU path runs without any download."""
     from tvlib.tiny import paper_shape_lm
 
-    shape, scale = _random_shape(name)
+    shape, scale = random_shape(name)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     lm = paper_shape_lm(shape, device, dtype, scale)
@@ -401,7 +402,7 @@ def n_blocks(name: str = DEFAULT_MODEL) -> int:
     if name.startswith(RANDOM):
         from tvlib.tiny import paper_shape_config
 
-        return paper_shape_config(*_random_shape(name)).num_hidden_layers
+        return paper_shape_config(*random_shape(name)).num_hidden_layers
     _hub_settings()
     from transformers import AutoConfig
 

@@ -101,6 +101,13 @@ def encode(tokenizer, texts: list[str]) -> Batch:
     return Batch(enc["input_ids"], mask, positions)
 
 
+def first_token(tokenizer, fmt: PromptFormat = PAPER_FORMAT) -> dict:
+    """What every prompt starts with once tokenized: the first token of a bare query, and whether it is a special
+    token the tokenizer adds (a BOS) rather than the prompt's own first piece."""
+    ids = tokenizer(fmt.render((), "x"))["input_ids"]
+    return {"token": tokenizer.convert_ids_to_tokens(ids[0]), "special": ids[0] in tokenizer.all_special_ids}
+
+
 def chunks(items: list, size: int) -> list[list]:
     """Consecutive slices of at most `size` items."""
     return [items[i:i + size] for i in range(0, len(items), size)]

@@ -56,9 +56,8 @@ def _claim(out: Path, config: dict) -> None:
     if file.exists():
         stored = json.loads(file.read_text(encoding="utf-8"))
         if store.config_key(stored) != store.config_key(config):
-            changed = sorted(k for k in {*stored, *config} if stored.get(k) != config.get(k))
-            raise TvlibError(f"{out} holds a run with other settings ({', '.join(changed)}): pass another --out, "
-                             f"or delete {out} to start over")
+            raise TvlibError(f"{out} holds a run with other settings ({', '.join(store.differing(stored, config))}): "
+                             f"pass another --out, or delete {out} to start over")
         return
     out.mkdir(parents=True, exist_ok=True)
     store.write_json(file, config)
@@ -94,7 +93,8 @@ def run_book(model: str, device: str = "cpu", dtype: str = "float32", profile: s
     key = store.config_key(config)
     params = {"model": model, "device": device, "dtype": dtype, **config["parameters"],
               "results_dir": str(out / "results")}
-    declared = _declared(book.chapters(selected))
+    notebooks = book.chapters(selected)
+    declared = _declared(notebooks)
     unknown = sorted(set(params) - set().union(*declared.values()))
     if unknown:
         known = ", ".join(sorted(set().union(*declared.values())))
@@ -102,7 +102,7 @@ def run_book(model: str, device: str = "cpu", dtype: str = "float32", profile: s
     _claim(out, config)
     rows = []
     earlier = _seconds(out)
-    bar = progress_bar(book.chapters(selected), "chapters", enabled=True)
+    bar = progress_bar(notebooks, "chapters", enabled=True)
     for notebook in bar:
         target = out / notebook.name
         start = time.perf_counter()

@@ -14,8 +14,8 @@ import pandas as pd
 from tvlib import __version__, clusters, defaults, experiments, paths, store
 from tvlib.errors import TooFewExamples, TvlibError
 from tvlib.experiments import Protocol
-from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model
-from tvlib.prompts import PAPER_FORMAT
+from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model, load_tokenizer
+from tvlib.prompts import PAPER_FORMAT, first_token
 from tvlib.tasks import load_task
 from tvlib.progress import progress_bar
 
@@ -81,6 +81,13 @@ class Runner:
     def main_all(self, tasks: list[str]) -> pd.DataFrame:
         """The main experiment over several tasks, one stored file each (an interrupted run resumes)."""
         return pd.concat([self.main(t) for t in _progress(tasks, "tasks")], ignore_index=True)
+
+    def first_token(self) -> pd.DataFrame:
+        """What the tokenizer puts first in every prompt (`prompts.first_token`), stored so a page can say it for
+        any model without its tokenizer at hand."""
+        config = self._config("first_token", self.protocol)
+        return store.cached(self.folder / "tokenizer" / "first_token.csv", config,
+                            lambda: pd.DataFrame([first_token(load_tokenizer(self.model), self.protocol.fmt)]))
 
     def best_layers(self, tasks: list[str]) -> dict[str, int]:
         """Each task's layer chosen on dev contexts in the main experiment."""

@@ -15,6 +15,7 @@ import pandas as pd
 
 from tvlib.errors import TvlibError
 
+
 def slug(model: str) -> str:
     """A folder name for a model: aliases stay, hub ids lose their slash, local paths keep their last part."""
     path = Path(model)
@@ -76,7 +77,7 @@ def save(csv: Path, frame: pd.DataFrame, config: dict) -> pd.DataFrame:
     _atomic_write(csv, data)
     meta = {"key": config_key(config), "sha256": hashlib.sha256(data).hexdigest(), "rows": len(frame), "config": config,
             "environment": _environment()}
-    _atomic_write(csv.with_suffix(".json"), (json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n").encode())
+    write_json(csv.with_suffix(".json"), meta)
     return pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""])
 
 
@@ -131,9 +132,13 @@ def _refuse_other_settings(csv: Path, config: dict) -> None:
     stored = json.loads(manifest.read_text()).get("config", {})
     if config_key(stored) == config_key(config):
         return
-    changed = sorted(k for k in {*stored, *config} if stored.get(k) != config.get(k))
-    raise TvlibError(f"{csv} holds a result for other settings ({', '.join(changed)}): delete it to recompute, or "
-                     "keep this run apart (results_dir=..., or run-book's --out)")
+    raise TvlibError(f"{csv} holds a result for other settings ({', '.join(differing(stored, config))}): delete it "
+                     "to recompute, or keep this run apart (results_dir=..., or run-book's --out)")
+
+
+def differing(a: dict, b: dict) -> list[str]:
+    """The top-level keys whose values differ between two configurations, for an error that says what changed."""
+    return sorted(k for k in {*a, *b} if a.get(k) != b.get(k))
 
 
 def write_json(path: Path | str, data: dict) -> None:

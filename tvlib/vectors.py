@@ -95,32 +95,21 @@ def last_logits(lm: LM, texts: Sequence[str], thetas: torch.Tensor | None = None
     if thetas is None:
         return _forward(lm, list(texts))
     layer_of = torch.as_tensor([lm.check_layer(layer) for layer in layers])
-    hooks = _writes(layer_of, thetas) if alpha is None else _adds(layer_of, thetas, alpha)
-    with block_hooks(lm, hooks):
+    with block_hooks(lm, _writes(layer_of, thetas, alpha)):
         return _forward(lm, list(texts))
 
 
-def _writes(layer_of: torch.Tensor, values: torch.Tensor) -> dict[int, Hook]:
+def _writes(layer_of: torch.Tensor, values: torch.Tensor, alpha: float | None = None) -> dict[int, Hook]:
     """f's patch: row i gets values[i] written into block layer_of[i]'s output at the last position (hooks only on
-    the blocks some row patches)."""
+    the blocks some row patches); with `alpha`, alpha x values[i] is added to that state instead."""
     def write(rows: torch.Tensor) -> Hook:
         def patch(hidden: torch.Tensor) -> torch.Tensor:
             hidden = hidden.clone()
-            hidden[rows.to(hidden.device), -1] = values[rows].to(hidden.device, hidden.dtype)
+            idx, theta = rows.to(hidden.device), values[rows].to(hidden.device, hidden.dtype)
+            hidden[idx, -1] = theta if alpha is None else hidden[idx, -1] + alpha * theta
             return hidden
         return patch
     return {int(layer): write((layer_of == layer).nonzero().flatten()) for layer in layer_of.unique()}
-
-
-def _adds(layer_of: torch.Tensor, values: torch.Tensor, alpha: float) -> dict[int, Hook]:
-    """A variant of f's patch: alpha x values[i] added to block layer_of[i]'s output at the last position."""
-    def add(rows: torch.Tensor) -> Hook:
-        def patch(hidden: torch.Tensor) -> torch.Tensor:
-            hidden = hidden.clone()
-            hidden[rows.to(hidden.device), -1] += alpha * values[rows].to(hidden.device, hidden.dtype)
-            return hidden
-        return patch
-    return {int(layer): add((layer_of == layer).nonzero().flatten()) for layer in layer_of.unique()}
 
 
 @dataclass
