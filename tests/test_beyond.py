@@ -1,9 +1,14 @@
 """Experiments beyond the paper (tvlib.beyond) on a tiny model: what they compute, checked against the paper's f."""
 
+from dataclasses import replace
+
+import pandas as pd
 import pytest
 import torch
 
-from tvlib import beyond, vectors
+from tvlib import beyond, experiments, intervals, vectors
+from tvlib.errors import TvlibError
+from tvlib.runs import Runner
 from tvlib.experiments import Protocol
 from tvlib.tasks import load_task
 from tvlib.tiny import tiny_lm
@@ -32,26 +37,91 @@ def test_averaged_theta_keeps_the_per_context_baseline_and_each_size(lm):
     assert counts == {("mean theta", 1): 5, ("mean theta", 2): 5, ("mean theta", 6): 5, ("per context", 0): 5}
     one = frame[(frame["averaged"] == 1)]
     assert one["prompt"].tolist() == frame[frame["method"] == "per context"]["prompt"].tolist()  # same queries
-    table = beyond.accuracy(frame, "averaged")
-    assert set(table.columns) == {"task", "method", "averaged", "accuracy"} and table["accuracy"].between(0, 1).all()
+    table = intervals.fixed_by(frame, "averaged", n_boot=50)
+    assert set(table.columns) == {"task", "method", "averaged", "accuracy", "low", "high"}
+    assert table["accuracy"].between(0, 1).all() and len(table) == 4 * 2
 
 
 def test_strength_compares_adding_with_replacing(lm):
     frame = beyond.strength(lm, load_task("algorithmic_to_upper"), 2, SMALL, alphas=(0.5, 4.0))
     assert frame.groupby("method").size().to_dict() == {"add": 10, "replace": 5}
-    assert frame.loc[frame["method"] == "replace", "alpha"].isna().all()
+    assert (frame.loc[frame["method"] == "replace", "alpha"] == 0).all()
     with pytest.raises(Exception, match="out of range"):
         beyond.strength(lm, load_task("algorithmic_to_upper"), lm.n_layers, SMALL)
 
 
 def test_by_demonstrations_reruns_the_main_experiment_per_count(lm):
-    frame = beyond.by_demonstrations(lm, load_task("algorithmic_to_upper"), SMALL, counts=(1, 3, 30))
-    assert frame["demos"].tolist() == [1, 3]  # 30 demonstrations + a query need more than 26 letters
-    assert {"baseline", "regular", "hypothesis", "best_layer"} <= set(frame.columns)
+    frame = beyond.by_demonstrations(lm, load_task("algorithmic_to_upper"), SMALL, counts=(1, 3))
+    table = intervals.swept_by(frame, "demos", n_boot=50)
+    assert table["demos"].tolist() == [1, 1, 3, 3] and table["task"].tolist()[1::2] == ["mean", "mean"]
+    one = frame[frame["demos"] == 1]
+    assert one.loc[one["method"] == "regular", "prompt"].str.count("\n").eq(1).all()  # one demo, then the query
+    assert (table["hypothesis_low"] <= table["hypothesis"]).all() and (table["hypothesis"] <= table["hypothesis_high"]).all()
 
 
 def test_format_transfer_fills_the_source_by_target_matrix(lm):
-    frame = beyond.format_transfer(lm, load_task("algorithmic_to_upper"), 1, SMALL)
-    assert frame.groupby(["source", "target"]).size().tolist() == [5] * 9
+    frame = beyond.format_transfer(lm, load_task("algorithmic_to_upper"), SMALL)
+    hyp = frame[(frame["method"] == "hypothesis") & (frame["split"] == "test")]
+    assert hyp.groupby(["source", "target"]).size().tolist() == [5 * lm.n_layers] * 9
     qa = frame[(frame["source"] == "example:x->y") & (frame["target"] == "Q: x / A: y")]
-    assert qa["prompt"].str.startswith("Q: ").all() and qa["prompt"].str.endswith("\nA:").all()
+    assert qa["prompt"].str.startswith("Q: ").all()
+    assert qa.loc[qa["method"] != "regular", "prompt"].str.endswith("\nA:").all()
+    # theta of a source is the same vector whatever the target: its own format's diagonal is the plain experiment
+    plain = experiments.evaluate_task(lm, load_task("algorithmic_to_upper"), replace(SMALL, fast=False))
+    diagonal = frame[(frame["source"] == "example:x->y") & (frame["target"] == "example:x->y")]
+    mine = diagonal[diagonal["method"] == "hypothesis"].sort_values(["split", "layer", "context"])
+    theirs = plain[plain["method"] == "hypothesis"].sort_values(["split", "layer", "context"])
+    assert mine["prediction"].tolist() == theirs["prediction"].tolist()
+    table = intervals.swept_by(frame, ["source", "target"], n_boot=50)
+    assert len(table) == 9 * 2 and set(table["task"]) == {"algorithmic_to_upper", "mean"}
+
+
+def test_fixed_layer_intervals_pair_the_settings_of_a_task(lm):
+    frame = beyond.strength(lm, load_task("algorithmic_to_upper"), 2, SMALL, alphas=(0.5, 4.0))
+    frame = pd.concat([frame, frame.assign(task="copy")])
+    table = intervals.fixed_by(frame, "alpha", n_boot=50)
+    assert len(table) == 3 * 3 and (table["low"] <= table["accuracy"]).all() and (table["accuracy"] <= table["high"]).all()
+    mean = table[table["task"] == "mean"].set_index(["method", "alpha"])["accuracy"]
+    assert mean.to_dict() == table[table["task"] == "copy"].set_index(["method", "alpha"])["accuracy"].to_dict()
+    with pytest.raises(TvlibError, match="same settings"):
+        intervals.fixed_by(frame[~((frame["task"] == "copy") & (frame["alpha"] == 4.0))], "alpha", n_boot=5)
+
+
+def test_pick_tasks_takes_the_largest_icl_gain_of_each_category():
+    summary = pd.DataFrame({"task": ["a1", "a2", "k1", "k2"], "category": ["alg", "alg", "kn", "kn"],
+                            "baseline": [0.0, 0.5, 0.1, 0.1], "regular": [0.6, 1.0, 0.3, 0.3]})
+    assert beyond.pick_tasks(summary) == ["a1", "k1"]  # a1 gains 0.6 over a2's 0.5; k1 and k2 tie: first name
+    assert beyond.pick_tasks(summary, per_category=2) == ["a1", "a2", "k1", "k2"]
+
+
+def test_the_runner_stores_every_experiment_and_the_page_reads_them_back(lm, tmp_path):
+    """Four experiments through `Runner`: stored once (a second runner that may not load a model reads them all),
+    k = 5 reused from the main experiment, headlines and the models table computed from the stored rows."""
+    tasks = ["algorithmic_next_letter", "algorithmic_to_upper"]
+    small = replace(SMALL, n_dev=4, n_test=4)
+    runner = Runner("tiny", protocol=small, results_dir=tmp_path, loaded=lm)
+    found = beyond.tables(runner, tasks, n_boot=20)
+    stored = Runner("tiny", protocol=small, results_dir=tmp_path, stored_only=True)
+    again = beyond.tables(stored, tasks, n_boot=20)
+    for name in found:
+        pd.testing.assert_frame_equal(found[name], again[name])
+    folder = tmp_path / "tiny"
+    assert sorted(p.name for p in (folder / "demonstrations").glob("algorithmic_to_upper_k*.csv")) == [
+        f"algorithmic_to_upper_k{k:02d}.csv" for k in (1, 2, 5, 8, 12, 16)]  # k = 3, the protocol's, is main/
+    assert {p.name for p in (folder / "formats").glob("*.csv")} == {f"{t}.csv" for t in tasks}
+    assert set(found["demos"]["demos"]) == set(beyond.DEMONSTRATIONS)
+    heads = beyond.headlines(found).set_index("measure")
+    mean = found["strength"].query("task == 'mean' and method == 'replace'")["accuracy"].iloc[0]
+    assert heads.loc["theta replaces (the paper's)", "value"] == mean
+    assert heads.loc["ICL needs k (90% of its best)", "value"] in beyond.DEMONSTRATIONS
+    table = beyond.compare(["tiny", "never-run"], tasks, results_dir=tmp_path, protocol=small)
+    assert list(table.columns) == ["tiny"]  # a model without stored results is left out, not an error
+    assert table.loc["theta replaces (the paper's)", "tiny"].startswith(f"{mean:.2f} [")
+
+
+def test_against_claims_a_gap_only_where_intervals_part():
+    a = pd.Series({"low": 0.6, "high": 0.8})
+    assert beyond.against(a, pd.Series({"low": 0.3, "high": 0.5})) == "above"
+    assert beyond.against(a, pd.Series({"low": 0.85, "high": 0.9})) == "below"
+    assert beyond.against(a, pd.Series({"low": 0.7, "high": 0.9})).startswith("level")
+    assert beyond.first_within(pd.Series([0.2, 0.85, 0.9, 1.0], index=[1, 2, 3, 5])) == 3

@@ -17,6 +17,10 @@ def test_the_paper_format():
     assert PAPER_FORMAT.render(demos, "e") == "example:a->b\nexample:c->d\nexample:e->"
     assert PAPER_FORMAT.render(demos, "e", space=True) == "example: a-> b\nexample: c-> d\nexample: e->"
     assert PromptFormat(demo="Q: {x} A: {y}", query="Q: {x} A:", sep=" | ").render(demos[:1], "e") == "Q: a A: b | Q: e A:"
+    # a spaced task in a template with its own space before the slots: one space, not two
+    assert PromptFormat(demo="Q: {x} A: {y}", query="Q: {x} A:", sep=" | ").render(
+        demos[:1], "e", space=True) == "Q: a A: b | Q: e A:"
+    assert PromptFormat(demo="{x} ={y}", query="{x} =").render(demos[:1], "e", space=True) == " a = b\n e ="
 
 
 @pytest.mark.parametrize("name, size, pair", [

@@ -8,10 +8,11 @@ from dataclasses import replace
 
 import pandas as pd
 
-from tvlib.experiments import Protocol, _rows, evaluate_task, prepare, summarize, task_vectors
+from tvlib.experiments import (Protocol, _rows, baseline, evaluate_task, hypothesis, prepare, regular,
+                               task_vectors)
 from tvlib.models import LM
 from tvlib.prompts import PAPER_FORMAT, PromptFormat, sample_contexts
-from tvlib.tasks import Task
+from tvlib.tasks import Task, short_name
 from tvlib.vectors import predict
 
 AVERAGED = (1, 2, 5, 10, 25, 50)
@@ -28,6 +29,15 @@ FORMATS = {
 """The paper's format and two others, for theta built in one and patched into a bare query of another."""
 
 
+def pick_tasks(summary: pd.DataFrame, per_category: int = 1) -> list[str]:
+    """The task(s) of each category where ICL adds most over the query alone (`experiments.summarize` of the main
+    experiment; ties go to the first name): each question here needs a task the model learns in context, and one
+    per category keeps the chapter to minutes on a CPU."""
+    gain = summary.assign(gain=summary["regular"] - summary["baseline"]).sort_values(
+        ["gain", "task"], ascending=[False, True])
+    return sorted(gain.groupby("category", sort=True).head(per_category)["task"])
+
+
 def _setup(lm: LM, task: Task, protocol: Protocol):
     """The task as this tokenizer sees it, its dev and test contexts (the main experiment's), and bare test queries."""
     task = prepare(lm, task, protocol)
@@ -35,6 +45,14 @@ def _setup(lm: LM, task: Task, protocol: Protocol):
     test = sample_contexts(task, protocol.n_test, protocol.demos, protocol.seed, "test", protocol.n_dummy)
     bare = [protocol.fmt.render((), c.query.input, task.space) for c in test]
     return task, dev, test, bare
+
+
+def by_demonstrations(lm: LM, task: Task, protocol: Protocol = Protocol(),
+                      counts: tuple[int, ...] = DEMONSTRATIONS) -> pd.DataFrame:
+    """The main experiment at each number of demonstrations k (L re-chosen on dev contexts for each k): every
+    prediction, with the column `demos`, so `intervals.swept_by(frame, "demos")` reads it like the main one."""
+    return pd.concat([evaluate_task(lm, task, replace(protocol, demos=k)).assign(demos=k) for k in counts],
+                     ignore_index=True)
 
 
 def averaged_theta(lm: LM, task: Task, layer: int, protocol: Protocol = Protocol(),
@@ -59,49 +77,148 @@ def averaged_theta(lm: LM, task: Task, layer: int, protocol: Protocol = Protocol
 def strength(lm: LM, task: Task, layer: int, protocol: Protocol = Protocol(),
              alphas: tuple[float, ...] = ALPHAS) -> pd.DataFrame:
     """Each test context's theta added as alpha x theta to the bare query's state at `layer`, for each alpha; beside
-    the paper's replacement (alpha NaN). Tidy rows with the column `alpha`."""
+    the paper's replacement (method 'replace', alpha 0 as a placeholder). Tidy rows with the column `alpha`."""
     task, _, test, bare = _setup(lm, task, protocol)
     lm.check_layer(layer)
     thetas = task_vectors(lm, task, test, protocol)[:, layer]
     queries, layers = [c.query for c in test], [layer] * len(test)
     frames = [_rows(lm, task, "replace", queries, predict(lm, bare, thetas, layers, protocol.batch_size), bare,
-                    layer).assign(alpha=float("nan"))]
+                    layer).assign(alpha=0.0)]
     for alpha in alphas:
         answers = predict(lm, bare, thetas, layers, protocol.batch_size, alpha=alpha)
         frames.append(_rows(lm, task, "add", queries, answers, bare, layer).assign(alpha=float(alpha)))
     return pd.concat(frames, ignore_index=True).assign(category=task.category)
 
 
-def accuracy(frame: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Accuracy per task, method and `by` (averaged, alpha): the numbers a figure or a sentence reads."""
-    return (frame.groupby(["task", "method", by], dropna=False)["correct"].mean().rename("accuracy")
-            .reset_index())
-
-
-def by_demonstrations(lm: LM, task: Task, protocol: Protocol = Protocol(),
-                      counts: tuple[int, ...] = DEMONSTRATIONS) -> pd.DataFrame:
-    """The main experiment at each number of demonstrations k (L re-chosen on dev contexts for each k): one row per
-    k with baseline, regular, hypothesis and L, as `summarize` gives them. Counts the task cannot fill are skipped."""
-    rows = []
-    for k in counts:
-        if k + 1 > len(prepare(lm, task, replace(protocol, demos=1)).examples):
-            continue
-        rows.append(summarize(evaluate_task(lm, task, replace(protocol, demos=k))).assign(demos=k))
-    return pd.concat(rows, ignore_index=True)
-
-
-def format_transfer(lm: LM, task: Task, layer: int, protocol: Protocol = Protocol(),
+def format_transfer(lm: LM, task: Task, protocol: Protocol = Protocol(),
                     formats: dict[str, PromptFormat] = FORMATS) -> pd.DataFrame:
-    """Theta built from demonstrations in one format (`source`), patched at `layer` into the bare query of another
-    (`target`), for every pair: is theta a property of the task or of the format? Tidy rows per query."""
-    lm.check_layer(layer)
+    """Theta built from demonstrations in one format (`source`), patched into the bare query of another (`target`),
+    for every pair: is theta a property of the task or of the format? Each pair is a main experiment of its own
+    (baseline and ICL in the target format, hypothesis swept over layers on dev and test, L chosen on dev), so
+    `intervals.swept_by` reads it; source = target is the plain experiment in that format."""
+    task = prepare(lm, task, protocol)
+    dev = sample_contexts(task, protocol.n_dev, protocol.demos, protocol.seed, "dev", protocol.n_dummy)
+    test = sample_contexts(task, protocol.n_test, protocol.demos, protocol.seed, "test", protocol.n_dummy)
+    thetas = {name: (task_vectors(lm, task, dev, replace(protocol, fmt=fmt)),
+                     task_vectors(lm, task, test, replace(protocol, fmt=fmt))) for name, fmt in formats.items()}
+    layers = list(range(lm.n_layers))
     frames = []
-    for source, fmt in formats.items():
-        task_s, _, test, _ = _setup(lm, task, replace(protocol, fmt=fmt))
-        thetas = task_vectors(lm, task_s, test, replace(protocol, fmt=fmt))[:, layer]
-        for target, other in formats.items():
-            bare = [other.render((), c.query.input, task_s.space) for c in test]
-            answers = predict(lm, bare, thetas, [layer] * len(test), protocol.batch_size)
-            frames.append(_rows(lm, task_s, "hypothesis", [c.query for c in test], answers, bare, layer)
-                          .assign(source=source, target=target))
+    for target, fmt in formats.items():
+        there = replace(protocol, fmt=fmt)
+        common = [baseline(lm, task, there), regular(lm, task, test, there)]
+        for source, (dev_thetas, test_thetas) in thetas.items():
+            swept = [hypothesis(lm, task, dev, dev_thetas, layers, there, "dev"),
+                     hypothesis(lm, task, test, test_thetas, layers, there, "test")]
+            frames.append(pd.concat(common + swept, ignore_index=True).assign(source=source, target=target))
     return pd.concat(frames, ignore_index=True).assign(category=task.category)
+
+
+# --------------------------------------------------------------------------- reading the four experiments
+
+
+def tables(runner, tasks: list[str], n_boot: int = 1000) -> dict[str, pd.DataFrame]:
+    """The four experiments of `runner` (a `runs.Runner`) over `tasks`, each as accuracies with 95% intervals:
+    `demos` and `formats` from `intervals.swept_by` (L re-chosen per setting), `averaged` and `strength` from
+    `intervals.fixed_by` at the main experiment's L, with ICL on the same test contexts as a reference."""
+    from tvlib.intervals import fixed_by, swept_by
+
+    main = runner.main_all(tasks)
+    icl = main[(main["split"] == "test") & (main["method"] == "regular")]
+    averaged = pd.concat([runner.averaged(tasks), icl.assign(averaged=0)], ignore_index=True)
+    strength = pd.concat([runner.strength(tasks), icl.assign(alpha=0.0)], ignore_index=True)
+    return {"demos": swept_by(runner.demonstrations(tasks), "demos", n_boot),
+            "averaged": fixed_by(averaged, "averaged", n_boot),
+            "formats": swept_by(runner.formats(tasks), ["source", "target"], n_boot),
+            "strength": fixed_by(strength, "alpha", n_boot)}
+
+
+def _mean(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["task"] == "mean"]
+
+
+def _cell(table: pd.DataFrame, column: str = "accuracy", **where) -> tuple[float, float, float]:
+    """One number of a table and its interval, picked by column values."""
+    row = table.loc[pd.concat([table[k] == v for k, v in where.items()], axis=1).all(axis=1)].iloc[0]
+    low, high = ("low", "high") if column == "accuracy" else (f"{column}_low", f"{column}_high")
+    return float(row[column]), float(row[low]), float(row[high])
+
+
+def against(a: pd.Series, b: pd.Series) -> str:
+    """How accuracy `a` compares with `b` (each with `low` and `high`), in words: a gap is claimed only where the
+    two 95% intervals do not overlap."""
+    if a["low"] > b["high"]:
+        return "above"
+    return "below" if a["high"] < b["low"] else "level with (the intervals overlap)"
+
+
+def first_within(values: pd.Series, share: float = 0.9) -> int:
+    """The smallest setting (index) whose value reaches `share` of the best: how soon a curve saturates."""
+    return int(values[values >= share * values.max()].index.min())
+
+
+def headlines(found: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The headline number of each experiment, mean over tasks with its 95% interval: one row each, what a page
+    states and a table of models compares."""
+    demos = _mean(found["demos"]).set_index("demos")
+    averaged, strength = _mean(found["averaged"]), _mean(found["strength"])
+    formats = _mean(found["formats"])
+    same = formats[formats["source"] == formats["target"]]
+    other = formats[formats["source"] != formats["target"]]
+    best = strength[strength["method"] == "add"].sort_values(["accuracy", "alpha"], ascending=[False, True])
+    alpha = best["alpha"].iloc[0]
+    big = averaged.loc[averaged["method"] == "mean theta", "averaged"].max()
+    ratio = "hypothesis / regular"
+    rows = [
+        *[(f"theta / ICL with {k} demonstration{'s' if k > 1 else ''}", *_cell(demos.reset_index(), ratio, demos=k))
+          for k in (demos.index.min(), demos.index.max())],
+        ("ICL needs k (90% of its best)", first_within(demos["regular"]), None, None),
+        ("theta needs k (90% of its best)", first_within(demos["hypothesis"]), None, None),
+        (f"mean theta over {big} contexts", *_cell(averaged, method="mean theta", averaged=big)),
+        ("per-context theta (the paper's)", *_cell(averaged, method="per context", averaged=0)),
+        ("ICL on the same test contexts", *_cell(averaged, method="regular", averaged=0)),
+        ("theta, same format (mean of diagonal)", same["hypothesis"].mean(), None, None),
+        ("theta, other format (mean off diagonal)", other["hypothesis"].mean(), None, None),
+        ("theta replaces (the paper's)", *_cell(strength, method="replace", alpha=0.0)),
+        (f"theta added, best alpha = {alpha:g}", *_cell(strength, method="add", alpha=alpha)),
+    ]
+    return pd.DataFrame(rows, columns=["measure", "value", "low", "high"])
+
+
+def as_long(table: pd.DataFrame, by: str) -> pd.DataFrame:
+    """A table of `intervals.swept_by` (a column per method) or `fixed_by` (a row per method) as rows of task,
+    series, `by`, accuracy, low, high: what `plots.setting_panels` draws."""
+    if "method" in table.columns:
+        return table.rename(columns={"method": "series"})[["task", "series", by, "accuracy", "low", "high"]]
+    return pd.concat([table[["task", by]].assign(series=method, accuracy=table[method], low=table[f"{method}_low"],
+                                                 high=table[f"{method}_high"])
+                      for method in ("regular", "hypothesis", "baseline")], ignore_index=True)
+
+
+def compare(models: list[str], names: list[str], per_category: int = 1, results_dir=None,
+            protocol: Protocol = Protocol()) -> pd.DataFrame:
+    """The headline numbers of several models side by side ('value [low, high]'), from stored results only: a model
+    whose results are not in `results_dir` is left out, so a page can table whichever models were run."""
+    from tvlib.errors import TvlibError
+    from tvlib.experiments import summarize
+    from tvlib.runs import Runner
+
+    columns = {}
+    for model in models:
+        runner = Runner(model, protocol=protocol, results_dir=results_dir, stored_only=True)
+        try:
+            picked = pick_tasks(summarize(runner.main_all(names)), per_category)
+            heads = headlines(tables(runner, picked))
+        except TvlibError:
+            continue
+        cells = [_formatted(v, lo, hi) for v, lo, hi in zip(heads["value"], heads["low"], heads["high"])]
+        columns[model] = [*cells, ", ".join(short_name(t) for t in picked)]
+    if not columns:
+        return pd.DataFrame()
+    return pd.DataFrame(columns, index=[*heads["measure"], "tasks (one per category)"]).rename_axis("measure")
+
+
+def _formatted(value: float, low: float, high: float) -> str:
+    """A headline as the page writes it: a count as a whole number, an accuracy with its interval if it has one."""
+    if pd.isna(low):
+        return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"

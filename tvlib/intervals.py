@@ -11,6 +11,8 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from tvlib.errors import TvlibError
+
 N_BOOT = 1000
 LEVEL = 0.95
 
@@ -139,3 +141,55 @@ def pair_intervals(rows: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> p
                 cells[f"{name}_acc_on_{label}"] = f"{values.mean():.2f} [{low:.2f}, {high:.2f}]"
         out[(a, b)] = cells
     return pd.DataFrame(out).T.rename_axis(["task_a", "task_b"])
+
+
+def _keys(by: str | list[str]) -> list[str]:
+    return [by] if isinstance(by, str) else list(by)
+
+
+def swept_by(predictions: pd.DataFrame, by: str | list[str], n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """For main experiments run under several settings (column(s) `by`: demos, or source and target format): per
+    task and setting, baseline, regular and hypothesis (L chosen on dev) with their 95% intervals (L re-chosen in
+    every replicate), and the mean over tasks (task 'mean', resampling within every task) with hypothesis / regular."""
+    from tvlib.experiments import summarize
+
+    keys, rows = _keys(by), []
+    for values, frame in predictions.groupby(keys, sort=True):
+        setting = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
+        point, reps = summarize(frame), replicates(frame, n_boot, seed)
+        ci = per_task(reps).set_index("task")
+        for record in point.rename(columns={"best_layer": "L"}).to_dict("records"):
+            rows.append({**setting, **record, **ci.loc[record["task"]].to_dict()})
+        mean = averaged(reps, list(point["task"]))
+        row = {**setting, "task": "mean", "category": "mean", "L": None}
+        for column in ("baseline", "regular", "hypothesis"):
+            row[column] = point[column].mean()
+            row[f"{column}_low"], row[f"{column}_high"] = bounds(mean[column])
+        row["hypothesis / regular"] = row["hypothesis"] / row["regular"] if row["regular"] else float("nan")
+        row["hypothesis / regular_low"], row["hypothesis / regular_high"] = bounds(mean["hypothesis / regular"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fixed_by(predictions: pd.DataFrame, by: str, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """For predictions at one fixed layer under several settings (method and the column `by`: alpha, or the number of
+    contexts averaged): accuracy per task and setting with its 95% interval, and the mean over tasks (task 'mean').
+    A task's test contexts are resampled alike for every setting, so two settings are compared on the same draw;
+    the layer is not re-chosen (it was chosen before, in the main experiment)."""
+    rows, means = [], []
+    for task, frame in predictions.groupby("task", sort=False):
+        grid = frame.pivot_table(index="context", columns=["method", by], values="correct", aggfunc="first")
+        values = grid.to_numpy(float)
+        idx = _rng(task, seed).integers(0, len(values), (n_boot, len(values)))
+        reps = values[idx].mean(axis=1)  # replicates x settings
+        means.append(reps)
+        for j, (method, setting) in enumerate(grid.columns):
+            rows.append({"task": task, "method": method, by: setting, "accuracy": values[:, j].mean(),
+                         **dict(zip(("low", "high"), bounds(reps[:, j])))})
+    if len({reps.shape[1] for reps in means}) > 1:
+        raise TvlibError(f"the tasks were not run under the same settings of {by}: intervals of their mean need that")
+    table = pd.DataFrame(rows)
+    pooled = np.mean(means, axis=0)  # every task's grid has the same columns, in the same sorted order
+    mean = table.groupby(["method", by], sort=True)["accuracy"].mean().reset_index().assign(task="mean")
+    mean["low"], mean["high"] = zip(*(bounds(pooled[:, j]) for j in range(len(mean))))
+    return pd.concat([table, mean[table.columns]], ignore_index=True)

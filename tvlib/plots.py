@@ -295,3 +295,86 @@ def ratio_strip(summary: pd.DataFrame) -> plt.Figure:
     ax.set_xlabel("hypothesis / regular accuracy")
     fig.tight_layout()
     return fig
+
+
+SERIES_COLORS = {**METHOD_COLORS, "mean theta": "#1f77b4", "per context": "#2ca02c", "add": "#1f77b4",
+                 "replace": "#2ca02c"}
+SERIES_LABELS = {"regular": "ICL (regular)", "hypothesis": "theta patched (hypothesis)", "baseline": "query alone",
+                 "mean theta": "mean theta of m contexts", "per context": "per-context theta (paper)",
+                 "add": "alpha x theta added", "replace": "theta replaces (paper)"}
+
+
+def setting_panels(long: pd.DataFrame, x: str, xlabel: str, flat: tuple[str, ...] = (),
+                   log: bool = False) -> plt.Figure:
+    """Test accuracy against a setting `x` (columns task, series, x, accuracy, low, high), a band for each 95%
+    interval: one panel per task and one for the mean over tasks. A series in `flat` is measured once (the paper's
+    way, or ICL) and drawn as a dashed level with its band, for the curves to be read against."""
+    _style()
+    tasks = [t for t in dict.fromkeys(long["task"]) if t != "mean"] + ["mean"]
+    cols = min(len(tasks), 3)
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(9, 0.6 + 2.6 * rows), sharey=True, squeeze=False,
+                             layout="constrained")
+    ticks = sorted(long.loc[~long["series"].isin(flat), x].unique())
+    for ax, task in zip(axes.flat, tasks):
+        for series, part in long[long["task"] == task].groupby("series", sort=False):
+            colour = SERIES_COLORS.get(series, "#555555")
+            part = part.sort_values(x)
+            if series in flat:
+                ax.axhline(part["accuracy"].iloc[0], color=colour, linestyle="--", linewidth=1.2,
+                           label=SERIES_LABELS.get(series, series))
+                ax.axhspan(part["low"].iloc[0], part["high"].iloc[0], color=colour, alpha=0.12, linewidth=0)
+            else:
+                ax.plot(part[x], part["accuracy"], marker="o", markersize=3, color=colour,
+                        label=SERIES_LABELS.get(series, series))
+                ax.fill_between(part[x], part["low"], part["high"], color=colour, alpha=0.18, linewidth=0)
+        ax.set_title("mean over tasks" if task == "mean" else short_name(task), fontsize=10)
+        ax.set_ylim(-0.02, 1.02)
+        if log:
+            ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+    spare = list(axes.flat)[len(tasks):]
+    for ax in spare:
+        ax.axis("off")
+    fig.supxlabel(xlabel, fontsize=10)
+    fig.supylabel("test accuracy", fontsize=10)
+    handles, labels = axes.flat[len(tasks) - 1].get_legend_handles_labels()
+    if spare:  # the key in the empty panel, where it hides nothing
+        spare[0].legend(handles, labels, loc="center", fontsize=9, frameon=False)
+    else:
+        fig.legend(handles, labels, loc="outside upper center", ncols=len(labels), fontsize=8, frameon=False)
+    return fig
+
+
+def format_matrices(table: pd.DataFrame, formats: list[str]) -> plt.Figure:
+    """Theta from a source format (rows) patched into a target format's bare query (columns): hypothesis accuracy
+    with its 95% interval in each cell, and a last row with plain ICL in the target format for reference; one
+    matrix per task (or category) and one for the mean over tasks (`intervals.swept_by` of `format_transfer`)."""
+    _style()
+    tasks = [t for t in dict.fromkeys(table["task"]) if t != "mean"] + ["mean"]
+    cols = min(len(tasks), 3)
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(9, 0.4 + 3.1 * rows), squeeze=False, layout="constrained")
+    names = [*formats, "ICL (no theta)"]
+    for ax, task in zip(axes.flat, tasks):
+        part = table[table["task"] == task].set_index(["source", "target"])
+        grid = np.array([[part.loc[(s, t), "hypothesis"] for t in formats] for s in formats]
+                        + [[part.loc[(formats[0], t), "regular"] for t in formats]])
+        ax.imshow(grid, vmin=0, vmax=1, cmap="Blues", aspect="auto")
+        for i, source in enumerate(names):
+            for j, target in enumerate(formats):
+                method, key = ("regular", formats[0]) if i == len(formats) else ("hypothesis", source)
+                low, high = part.loc[(key, target), [f"{method}_low", f"{method}_high"]]
+                ax.text(j, i, f"{grid[i, j]:.2f}\n[{low:.2f}, {high:.2f}]", ha="center", va="center", fontsize=8,
+                        color="white" if grid[i, j] > 0.6 else "black")
+        ax.axhline(len(formats) - 0.5, color="white", linewidth=3)
+        ax.set_xticks(range(len(formats)), formats, fontsize=8, rotation=15)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.grid(False)
+        ax.set_title("mean over tasks" if task == "mean" else short_name(task), fontsize=10)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    fig.supxlabel("target: the bare query's format", fontsize=10)
+    fig.supylabel("source: theta's format", fontsize=10)
+    return fig

@@ -22,10 +22,17 @@ class PromptFormat:
     prefix: str = ""
 
     def render(self, demos: tuple[Example, ...], x: str, space: bool = False) -> str:
-        """Demonstrations then the query; with `space`, x and y get a leading space (the tokenizer's choice)."""
+        """Demonstrations then the query; with `space`, x and y get a leading space (the tokenizer's choice), which
+        a template that already has one before the slot (`Q: {x}`) keeps single."""
         sp = " " if space else ""
-        lines = [self.demo.format(x=sp + d.input, y=sp + d.output) for d in demos]
-        return self.prefix + self.sep.join([*lines, self.query.format(x=sp + x)])
+        demo, query = (_one_space(t) for t in (self.demo, self.query)) if space else (self.demo, self.query)
+        lines = [demo.format(x=sp + d.input, y=sp + d.output) for d in demos]
+        return self.prefix + self.sep.join([*lines, query.format(x=sp + x)])
+
+
+def _one_space(template: str) -> str:
+    """The template without the space before {x} and {y}, for values that bring their own."""
+    return template.replace(" {x}", "{x}").replace(" {y}", "{y}")
 
 
 PAPER_FORMAT = PromptFormat()

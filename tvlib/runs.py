@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tvlib import __version__, clusters, defaults, experiments, paths, store
+from tvlib import __version__, beyond, clusters, defaults, experiments, paths, store
 from tvlib.errors import TooFewExamples, TvlibError
 from tvlib.experiments import Protocol
 from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model, load_tokenizer
@@ -159,6 +159,63 @@ class Runner:
         frame = pd.concat(frames, ignore_index=True)
         frame["best_layer"] = frame["task"].map(layers)
         return frame
+
+    # ----------------------------------------------------------------------- beyond the paper (tvlib.beyond)
+
+    def demonstrations(self, tasks: list[str], counts: tuple[int, ...] = beyond.DEMONSTRATIONS) -> pd.DataFrame:
+        """The main experiment of each task at each number of demonstrations k (L re-chosen for each k), with the
+        column `demos`; k equal to the protocol's is the main experiment itself, reused. A k the task cannot fill
+        (too few single-token examples) is skipped with a message."""
+        frames = []
+        for task in _progress(tasks, "tasks"):
+            data = load_task(task)
+            for k in counts:
+                protocol = replace(self.protocol, demos=k)
+                config = self._config("demonstrations", protocol, task=task, data=data.fingerprint())
+                try:
+                    frame = self.main(task) if k == self.protocol.demos else store.cached(
+                        self._place("demonstrations") / f"{task}_k{k:02d}.csv", config,
+                        lambda: experiments.evaluate_task(self.lm, data, protocol))
+                except TooFewExamples as err:
+                    print(f"{task} with {k} demonstrations skipped: {err}", file=sys.stderr)
+                    continue
+                frames.append(frame.assign(demos=k))
+        return pd.concat(frames, ignore_index=True)
+
+    def averaged(self, tasks: list[str], sizes: tuple[int, ...] = beyond.AVERAGED) -> pd.DataFrame:
+        """`beyond.averaged_theta` of each task at its chosen L: a mean theta over m dev contexts against the
+        per-context one."""
+        return self._at_best_layer("averaged", tasks, lambda task, layer: beyond.averaged_theta(
+            self.lm, task, layer, self.protocol, sizes), sizes=sizes)
+
+    def strength(self, tasks: list[str], alphas: tuple[float, ...] = beyond.ALPHAS) -> pd.DataFrame:
+        """`beyond.strength` of each task at its chosen L: alpha x theta added against theta written in."""
+        return self._at_best_layer("strength", tasks, lambda task, layer: beyond.strength(
+            self.lm, task, layer, self.protocol, alphas), alphas=alphas)
+
+    def formats(self, tasks: list[str], formats: dict | None = None) -> pd.DataFrame:
+        """`beyond.format_transfer` of each task: theta from one prompt format into another's bare query."""
+        formats = formats or beyond.FORMATS
+        frames = []
+        for task in _progress(tasks, "tasks"):
+            data = load_task(task)
+            config = self._config("formats", self.protocol, task=task, data=data.fingerprint(),
+                                  formats={name: asdict(fmt) for name, fmt in formats.items()})
+            frames.append(store.cached(self._place("formats") / f"{task}.csv", config,
+                                       lambda: beyond.format_transfer(self.lm, data, self.protocol, formats)))
+        return pd.concat(frames, ignore_index=True)
+
+    def _at_best_layer(self, kind: str, tasks: list[str], compute, **settings) -> pd.DataFrame:
+        """An experiment run at each task's L chosen in the main experiment, stored one file a task."""
+        layers = self.best_layers(tasks)
+        frames = []
+        for task in _progress(tasks, kind):
+            data = load_task(task)
+            config = self._config(kind, self.protocol, task=task, layer=layers[task], data=data.fingerprint(),
+                                  **settings)
+            frames.append(store.cached(self._place(kind) / f"{task}.csv", config,
+                                       lambda: compute(data, layers[task])))
+        return pd.concat(frames, ignore_index=True)
 
     def _n_layers(self, task: str) -> int:
         """Number of blocks, read from the stored dev sweep when there is one (no model load)."""
