@@ -36,6 +36,20 @@ def test_the_same_frame_gives_the_same_bytes(tmp_path):
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
 
 
+def test_a_gz_name_is_stored_compressed_reproducibly_and_read_back_alike(tmp_path):
+    import gzip
+
+    plain = store.save(tmp_path / "plain.csv", FRAME, {"k": 1})
+    for name in ("a.csv.gz", "b.csv.gz"):
+        pd.testing.assert_frame_equal(store.save(tmp_path / name, FRAME, {"k": 1}), plain)
+    assert (tmp_path / "a.csv.gz").read_bytes() == (tmp_path / "b.csv.gz").read_bytes()  # no timestamp inside
+    assert gzip.decompress((tmp_path / "a.csv.gz").read_bytes()) == (tmp_path / "plain.csv").read_bytes()
+    assert (tmp_path / "a.json").exists() and not (tmp_path / "a.csv.json").exists()
+    pd.testing.assert_frame_equal(store.load(tmp_path / "a.csv.gz", {"k": 1}), FRAME)
+    with pytest.raises(TvlibError, match="other settings"):
+        store.cached(tmp_path / "a.csv.gz", {"k": 2}, lambda: FRAME)
+
+
 def test_a_damaged_or_half_written_result_is_recomputed(tmp_path):
     path = tmp_path / "t.csv"
     store.save(path, FRAME, {"k": 1})

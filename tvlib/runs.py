@@ -174,7 +174,7 @@ class Runner:
                 config = self._config("demonstrations", protocol, task=task, data=data.fingerprint())
                 try:
                     frame = self.main(task) if k == self.protocol.demos else store.cached(
-                        self._place("demonstrations") / f"{task}_k{k:02d}.csv", config,
+                        self._place("demonstrations") / f"{task}_k{k:02d}.csv.gz", config,
                         lambda: experiments.evaluate_task(self.lm, data, protocol))
                 except TooFewExamples as err:
                     print(f"{task} with {k} demonstrations skipped: {err}", file=sys.stderr)
@@ -201,7 +201,7 @@ class Runner:
             data = load_task(task)
             config = self._config("formats", self.protocol, task=task, data=data.fingerprint(),
                                   formats={name: asdict(fmt) for name, fmt in formats.items()})
-            frames.append(store.cached(self._place("formats") / f"{task}.csv", config,
+            frames.append(store.cached(self._place("formats") / f"{task}.csv.gz", config,
                                        lambda: beyond.format_transfer(self.lm, data, self.protocol, formats)))
         return pd.concat(frames, ignore_index=True)
 

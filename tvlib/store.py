@@ -1,8 +1,10 @@
-"""Results on disk: one tidy CSV per unit of work plus a JSON manifest, written atomically, reused when the config matches."""
+"""Results on disk: one tidy CSV per unit of work plus a JSON manifest, written atomically, reused when the config matches.
+A name ending in .csv.gz is stored gzip-compressed (for the large per-layer sweeps), byte-reproducibly as well."""
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import io
 import json
@@ -59,26 +61,42 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def manifest_of(csv: Path) -> Path:
+    """The manifest beside a result: x.json for x.csv and for x.csv.gz."""
+    return csv.with_name(csv.name.removesuffix(".gz")).with_suffix(".json")
+
+
+def _stored_bytes(csv: Path, frame: pd.DataFrame) -> bytes:
+    """The file's bytes: the CSV, gzip-compressed for a .gz name (no timestamp, so the same frame, the same bytes)."""
+    data = _csv_bytes(frame)
+    return gzip.compress(data, compresslevel=9, mtime=0) if csv.suffix == ".gz" else data
+
+
+def _read(csv: Path, data: bytes) -> pd.DataFrame:
+    return pd.read_csv(io.BytesIO(data), compression="gzip" if csv.suffix == ".gz" else None,
+                       keep_default_na=False, na_values=[""])
+
+
 def load(csv: Path, config: dict) -> pd.DataFrame | None:
     """The stored frame if its manifest matches `config` and its bytes are intact, else None."""
-    manifest = csv.with_suffix(".json")
+    manifest = manifest_of(csv)
     if not (csv.exists() and manifest.exists()):
         return None
     meta = json.loads(manifest.read_text())
     data = csv.read_bytes()
     if meta.get("key") != config_key(config) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
         return None
-    return pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""])
+    return _read(csv, data)
 
 
 def save(csv: Path, frame: pd.DataFrame, config: dict) -> pd.DataFrame:
     """Write the CSV, then its manifest (config, its key, the CSV's hash): the manifest is the commit point."""
-    data = _csv_bytes(frame)
+    data = _stored_bytes(csv, frame)
     _atomic_write(csv, data)
     meta = {"key": config_key(config), "sha256": hashlib.sha256(data).hexdigest(), "rows": len(frame), "config": config,
             "environment": _environment()}
-    write_json(csv.with_suffix(".json"), meta)
-    return pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""])
+    write_json(manifest_of(csv), meta)
+    return _read(csv, data)
 
 
 def _environment() -> dict:
@@ -126,7 +144,7 @@ def _folder_lock(folder: Path):
 
 def _refuse_other_settings(csv: Path, config: dict) -> None:
     """Raise when `csv` holds a result of another configuration (a damaged file of this one is recomputed)."""
-    manifest = csv.with_suffix(".json")
+    manifest = manifest_of(csv)
     if not manifest.exists():
         return
     stored = json.loads(manifest.read_text()).get("config", {})
