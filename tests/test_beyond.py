@@ -125,3 +125,39 @@ def test_against_claims_a_gap_only_where_intervals_part():
     assert beyond.against(a, pd.Series({"low": 0.85, "high": 0.9})) == "below"
     assert beyond.against(a, pd.Series({"low": 0.7, "high": 0.9})).startswith("level")
     assert beyond.first_within(pd.Series([0.2, 0.85, 0.9, 1.0], index=[1, 2, 3, 5])) == 3
+
+
+def _swept(rows: list[tuple]) -> pd.DataFrame:
+    """A made-up `swept_by` table of mean rows: (k, regular, hypothesis), intervals +-0.05."""
+    frame = pd.DataFrame(rows, columns=["demos", "regular", "hypothesis"]).assign(task="mean", baseline=0.0)
+    frame["hypothesis / regular"] = frame["hypothesis"] / frame["regular"]
+    for column in ("regular", "hypothesis", "hypothesis / regular"):
+        frame[f"{column}_low"], frame[f"{column}_high"] = frame[column] - 0.05, frame[column] + 0.05
+    return pd.concat([frame.assign(task="t1"), frame])
+
+
+def test_the_pages_sentences_follow_the_numbers():
+    early = beyond.say_demonstrations(_swept([(1, 0.2, 0.5), (2, 0.5, 0.6), (4, 0.9, 0.6), (16, 1.0, 0.6)]))
+    assert "ICL comes within 90% of its own best (1.00) at k = 4" in early[1]
+    assert "theta within 90% of its own best (0.60) at k = 2: theta needs fewer demonstrations than ICL" in early[1]
+    assert early[0].startswith("Averaged over the 1 task, ICL goes from 0.20 with 1 demonstration to 1.00 with 16")
+    assert "250% [" in early[2] and "60% [55%, 65%] of ICL at k = 16" in early[2]
+    late = beyond.say_demonstrations(_swept([(1, 0.0, 0.0), (16, 0.9, 0.9)]))
+    assert "as many demonstrations as" in late[1] and "nothing (ICL scores 0) at k = 1" in late[2]
+
+    def fixed(rows):
+        frame = pd.DataFrame(rows, columns=["method", "alpha", "accuracy"]).assign(task="mean")
+        return frame.assign(low=frame["accuracy"] - 0.05, high=frame["accuracy"] + 0.05)
+
+    weak = beyond.say_strength(fixed([("add", 0.5, 0.1), ("add", 2.0, 0.3), ("replace", 0.0, 0.7)]))
+    assert weak[0].startswith("Adding alpha x theta scores 0.10 at alpha = 0.5, 0.30 at alpha = 2;")
+    assert weak[1] == "The best addition (alpha = 2, 0.30 [0.25, 0.35]) is below replacement."
+    strong = beyond.say_strength(fixed([("add", 1.0, 0.9), ("replace", 0.0, 0.6)]))
+    assert strong[1].endswith("is above replacement.")
+
+    formats = pd.DataFrame([(s, t, 0.8 if s == t else 0.2) for s in beyond.FORMATS for t in beyond.FORMATS],
+                           columns=["source", "target", "hypothesis"]).assign(task="mean")
+    said = beyond.say_formats(formats)
+    assert "scores 0.80 on average (the diagonal)" in said[0] and "0.20, 25% of it" in said[0]
+    assert said[0].endswith("theta is tied to the format it was read in.")
+    assert beyond.say_formats(formats.assign(hypothesis=0.7))[0].endswith("it carries over to formats it never saw.")

@@ -222,3 +222,81 @@ def _formatted(value: float, low: float, high: float) -> str:
     if pd.isna(low):
         return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
     return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
+# --------------------------------------------------------------------------- what the page says, from the numbers
+
+
+def _interval(row: pd.Series, column: str = "accuracy", fmt: str = ".2f") -> str:
+    low, high = ("low", "high") if column == "accuracy" else (f"{column}_low", f"{column}_high")
+    return f"{row[column]:{fmt}} [{row[low]:{fmt}}, {row[high]:{fmt}}]"
+
+
+def say_demonstrations(table: pd.DataFrame) -> list[str]:
+    """Sentences on `swept_by(..., "demos")`: how ICL and theta grow with k, which saturates first, theta's share."""
+    mean = _mean(table).set_index("demos")
+    first, last = mean.index.min(), mean.index.max()
+    k_icl, k_theta = first_within(mean["regular"]), first_within(mean["hypothesis"])
+    need = ("fewer demonstrations than" if k_theta < k_icl else
+            "as many demonstrations as" if k_theta == k_icl else "more demonstrations than")
+    tasks = len(table[table["task"] != "mean"]["task"].unique())
+
+    def share(k: int) -> str:
+        if not mean.loc[k, "regular"]:
+            return f"nothing (ICL scores 0) at k = {k}"
+        return f"{_interval(mean.loc[k], 'hypothesis / regular', '.0%')} of ICL at k = {k}"
+
+    return [f"Averaged over the {tasks} task{'s' if tasks > 1 else ''}, ICL goes from {mean.loc[first, 'regular']:.2f} "
+            f"with {first} demonstration{'s' if first > 1 else ''} to {mean.loc[last, 'regular']:.2f} with {last}; "
+            f"theta goes from {mean.loc[first, 'hypothesis']:.2f} to {mean.loc[last, 'hypothesis']:.2f}.",
+            f"ICL comes within 90% of its own best ({mean['regular'].max():.2f}) at k = {k_icl}, theta within 90% of "
+            f"its own best ({mean['hypothesis'].max():.2f}) at k = {k_theta}: theta needs {need} ICL to reach its "
+            "plateau.",
+            f"Theta keeps {share(first)} and {share(last)}."]
+
+
+def say_averaged(table: pd.DataFrame) -> list[str]:
+    """Sentences on `fixed_by(..., "averaged")`: how fast the mean theta converges, and where it stands against the
+    per-context theta and ICL."""
+    mean = _mean(table)
+    curve = mean[mean["method"] == "mean theta"].set_index("averaged")
+    big = curve.loc[curve.index.max()]
+    own = mean[mean["method"] == "per context"].iloc[0]
+    icl = mean[mean["method"] == "regular"].iloc[0]
+    return [f"One dev context's theta scores {curve.iloc[0]['accuracy']:.2f}; the mean over {curve.index.max()} scores "
+            f"{_interval(big)}, and reaches 95% of its best from m = {first_within(curve['accuracy'], 0.95)} on.",
+            f"The mean theta is {against(big, own)} the paper's per-context theta ({_interval(own)}) and "
+            f"{against(big, icl)} ICL on the same contexts ({_interval(icl)})."]
+
+
+def say_formats(table: pd.DataFrame) -> list[str]:
+    """Sentences on `swept_by(..., ["source", "target"])`: theta in its own format against theta carried to
+    another, and the reading that follows (task or format)."""
+    cells = _mean(table)
+    same = cells[cells["source"] == cells["target"]]["hypothesis"].mean()
+    other = cells[cells["source"] != cells["target"]]["hypothesis"].mean()
+    kept = other / same if same else float("nan")
+    reading = ("not read at all here: it scores 0 even in its own format" if not same else
+               "mostly the task's: it carries over to formats it never saw" if kept >= 0.8 else
+               "partly the task's and partly the format's" if kept >= 0.5 else "tied to the format it was read in")
+    sentences = [f"Theta read in the query's own format scores {same:.2f} on average (the diagonal); read in one "
+                 f"format and patched into another, {other:.2f}" + ("" if not same else f", {kept:.0%} of it")
+                 + f": theta is {reading}."]
+    paper = next(iter(FORMATS))
+    if paper in set(cells["source"]):
+        out = cells[(cells["source"] == paper) & (cells["target"] != paper)]["hypothesis"].mean()
+        into = cells[(cells["source"] != paper) & (cells["target"] == paper)]["hypothesis"].mean()
+        sentences.append(f"The paper's format's theta scores {out:.2f} in the other formats; the other formats' "
+                         f"thetas score {into:.2f} in the paper's.")
+    return sentences
+
+
+def say_strength(table: pd.DataFrame) -> list[str]:
+    """Sentences on `fixed_by(..., "alpha")`: adding alpha x theta at each alpha against replacing the state."""
+    mean = _mean(table)
+    added = mean[mean["method"] == "add"].set_index("alpha")
+    best = added.sort_values(["accuracy"], ascending=False, kind="stable").iloc[0]
+    swap = mean[mean["method"] == "replace"].iloc[0]
+    each = ", ".join(f"{row['accuracy']:.2f} at alpha = {alpha:g}" for alpha, row in added.iterrows())
+    return [f"Adding alpha x theta scores {each}; replacing the state scores {_interval(swap)}.",
+            f"The best addition (alpha = {best.name:g}, {_interval(best)}) is {against(best, swap)} replacement."]
