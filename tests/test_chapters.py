@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tvlib import book, runbook
+from tvlib import beyond, book, runbook
 from tvlib.errors import TvlibError
 from tvlib.models import load_tokenizer
 from tvlib.tiny import save_tiny
@@ -38,7 +38,7 @@ def test_every_chapter_runs_on_another_model_and_says_so(tiny_model, tmp_path):
     it ran on and its block count, and nothing on it speaks of the default model; a second call skips every
     chapter; --build renders the run as a book of that model."""
     params = {"tasks": "algorithmic_to_upper,algorithmic_next_letter", "n_dev": 4, "n_test": 4, "n_baseline": 4,
-              "n_vectors": 4, "n_queries": 4}
+              "n_vectors": 4, "n_queries": 4, "demo_counts": "1,5"}
     out = runbook.run_book(str(tiny_model), parameters=params, out=tmp_path / "run")
     written = [out / p.name for p in book.chapters()]
     for notebook in written:
@@ -117,7 +117,8 @@ def test_chapter_parameters_default_to_the_library_settings():
     conflicting = inspect.signature(Runner.conflicting).parameters
     expected.update(n_vectors=robustness["n"].default, robustness_demos=robustness["demos"].default,
                     n_queries=conflicting["n"].default, conflict_demos=conflicting["demos"].default,
-                    top=inspect.signature(Runner.projection).parameters["top"].default)
+                    top=inspect.signature(Runner.projection).parameters["top"].default,
+                    demo_counts=",".join(map(str, beyond.DEMONSTRATIONS)))
     for notebook in book.chapters():
         cell = next(c for c in json.loads(notebook.read_text())["cells"]
                     if "parameters" in c["metadata"].get("tags", []))

@@ -116,7 +116,8 @@ def format_transfer(lm: LM, task: Task, protocol: Protocol = Protocol(),
 # --------------------------------------------------------------------------- reading the four experiments
 
 
-def tables(runner, tasks: list[str], n_boot: int = 1000) -> dict[str, pd.DataFrame]:
+def tables(runner, tasks: list[str], n_boot: int = 1000,
+           counts: tuple[int, ...] = DEMONSTRATIONS) -> dict[str, pd.DataFrame]:
     """The four experiments of `runner` (a `runs.Runner`) over `tasks`, each as accuracies with 95% intervals:
     `demos` and `formats` from `intervals.swept_by` (L re-chosen per setting), `averaged` and `strength` from
     `intervals.fixed_by` at the main experiment's L, with ICL on the same test contexts as a reference."""
@@ -126,7 +127,7 @@ def tables(runner, tasks: list[str], n_boot: int = 1000) -> dict[str, pd.DataFra
     icl = main[(main["split"] == "test") & (main["method"] == "regular")]
     averaged = pd.concat([runner.averaged(tasks), icl.assign(averaged=0)], ignore_index=True)
     strength = pd.concat([runner.strength(tasks), icl.assign(alpha=0.0)], ignore_index=True)
-    return {"demos": swept_by(runner.demonstrations(tasks), "demos", n_boot),
+    return {"demos": swept_by(runner.demonstrations(tasks, counts), "demos", n_boot),
             "averaged": fixed_by(averaged, "averaged", n_boot),
             "formats": swept_by(runner.formats(tasks), ["source", "target"], n_boot),
             "strength": fixed_by(strength, "alpha", n_boot)}

@@ -31,6 +31,6 @@ PROFILES = {
     "paper": {},  # every chapter at the paper's protocol: hours on a CPU for a 7B model, minutes on a GPU
     "quick": {    # a smoke run: one task per category (two algorithmic), few contexts, one seed; minutes on a CPU
         "tasks": QUICK_TASKS, "n_dev": 10, "n_test": 10, "n_baseline": 20, "seeds": "41", "n_vectors": 10,
-        "n_queries": 20,
+        "n_queries": 20, "demo_counts": "1,5,16",
     },
 }
