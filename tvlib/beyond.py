@@ -180,7 +180,8 @@ def headlines(found: dict[str, pd.DataFrame]) -> pd.DataFrame:
         ("theta, same format (mean of diagonal)", same["hypothesis"].mean(), None, None),
         ("theta, other format (mean off diagonal)", other["hypothesis"].mean(), None, None),
         ("theta replaces (the paper's)", *_cell(strength, method="replace", alpha=0.0)),
-        (f"theta added, best alpha = {alpha:g}", *_cell(strength, method="add", alpha=alpha)),
+        ("best alpha for adding theta", alpha, None, None),
+        ("theta added at that alpha", *_cell(strength, method="add", alpha=alpha)),
     ]
     return pd.DataFrame(rows, columns=["measure", "value", "low", "high"])
 

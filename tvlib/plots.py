@@ -353,9 +353,9 @@ def format_matrices(table: pd.DataFrame, formats: list[str]) -> plt.Figure:
     matrix per task (or category) and one for the mean over tasks (`intervals.swept_by` of `format_transfer`)."""
     _style()
     tasks = [t for t in dict.fromkeys(table["task"]) if t != "mean"] + ["mean"]
-    cols = min(len(tasks), 3)
+    cols = min(len(tasks), 2)  # two a row: each cell must hold a value and its interval at 8 pt
     rows = -(-len(tasks) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(9, 0.4 + 3.1 * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(9, 0.4 + 3.2 * rows), squeeze=False, layout="constrained")
     names = [*formats, "ICL (no theta)"]
     for ax, task in zip(axes.flat, tasks):
         part = table[table["task"] == task].set_index(["source", "target"])
