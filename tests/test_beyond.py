@@ -160,4 +160,8 @@ def test_the_pages_sentences_follow_the_numbers():
     said = beyond.say_formats(formats)
     assert "scores 0.80 on average (the diagonal)" in said[0] and "0.20, 25% of it" in said[0]
     assert said[0].endswith("theta is tied to the format it was read in.")
+    assert "moves accuracy by 0.60 on average (within a column)" in said[1] and "matters about as much as" in said[1]
+    column = formats.assign(hypothesis=[0.1 if t == "x = y" else 0.7 for t in formats["target"]])
+    assert "by 0.00 on average (within a column)" in beyond.say_formats(column)[1]
+    assert beyond.say_formats(column)[1].endswith("the query's format matters more than theta's.")
     assert beyond.say_formats(formats.assign(hypothesis=0.7))[0].endswith("it carries over to formats it never saw.")
