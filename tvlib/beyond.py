@@ -8,10 +8,9 @@ from dataclasses import replace
 
 import pandas as pd
 
-from tvlib.experiments import (Protocol, _rows, baseline, evaluate_task, hypothesis, prepare, regular,
-                               task_vectors)
+from tvlib.experiments import Protocol, _rows, baseline, dev_and_test, evaluate_task, hypothesis, regular, task_vectors
 from tvlib.models import LM
-from tvlib.prompts import PAPER_FORMAT, PromptFormat, sample_contexts
+from tvlib.prompts import PAPER_FORMAT, PromptFormat
 from tvlib.tasks import Task, short_name
 from tvlib.vectors import predict
 
@@ -40,9 +39,7 @@ def pick_tasks(summary: pd.DataFrame, per_category: int = 1) -> list[str]:
 
 def _setup(lm: LM, task: Task, protocol: Protocol):
     """The task as this tokenizer sees it, its dev and test contexts (the main experiment's), and bare test queries."""
-    task = prepare(lm, task, protocol)
-    dev = sample_contexts(task, protocol.n_dev, protocol.demos, protocol.seed, "dev", protocol.n_dummy)
-    test = sample_contexts(task, protocol.n_test, protocol.demos, protocol.seed, "test", protocol.n_dummy)
+    task, dev, test = dev_and_test(lm, task, protocol)
     bare = [protocol.fmt.render((), c.query.input, task.space) for c in test]
     return task, dev, test, bare
 
@@ -96,9 +93,7 @@ def format_transfer(lm: LM, task: Task, protocol: Protocol = Protocol(),
     for every pair: is theta a property of the task or of the format? Each pair is a main experiment of its own
     (baseline and ICL in the target format, hypothesis swept over layers on dev and test, L chosen on dev), so
     `intervals.swept_by` reads it; source = target is the plain experiment in that format."""
-    task = prepare(lm, task, protocol)
-    dev = sample_contexts(task, protocol.n_dev, protocol.demos, protocol.seed, "dev", protocol.n_dummy)
-    test = sample_contexts(task, protocol.n_test, protocol.demos, protocol.seed, "test", protocol.n_dummy)
+    task, dev, test = dev_and_test(lm, task, protocol)
     thetas = {name: (task_vectors(lm, task, dev, replace(protocol, fmt=fmt)),
                      task_vectors(lm, task, test, replace(protocol, fmt=fmt))) for name, fmt in formats.items()}
     layers = list(range(lm.n_layers))
@@ -144,6 +139,18 @@ def _cell(table: pd.DataFrame, column: str = "accuracy", **where) -> tuple[float
     return float(row[column]), float(row[low]), float(row[high])
 
 
+def _diagonal(formats: pd.DataFrame) -> tuple[float, float]:
+    """Mean hypothesis accuracy of theta in its own format (source = target) and carried to another."""
+    own = formats["source"] == formats["target"]
+    return formats.loc[own, "hypothesis"].mean(), formats.loc[~own, "hypothesis"].mean()
+
+
+def _best_added(strength: pd.DataFrame) -> pd.Series:
+    """The addition (method 'add') with the highest accuracy; ties go to the smallest alpha."""
+    added = strength[strength["method"] == "add"]
+    return added.sort_values(["accuracy", "alpha"], ascending=[False, True]).iloc[0]
+
+
 def against(a: pd.Series, b: pd.Series) -> str:
     """How accuracy `a` compares with `b` (each with `low` and `high`), in words: a gap is claimed only where the
     two 95% intervals do not overlap."""
@@ -162,11 +169,8 @@ def headlines(found: dict[str, pd.DataFrame]) -> pd.DataFrame:
     states and a table of models compares."""
     demos = _mean(found["demos"]).set_index("demos")
     averaged, strength = _mean(found["averaged"]), _mean(found["strength"])
-    formats = _mean(found["formats"])
-    same = formats[formats["source"] == formats["target"]]
-    other = formats[formats["source"] != formats["target"]]
-    best = strength[strength["method"] == "add"].sort_values(["accuracy", "alpha"], ascending=[False, True])
-    alpha = best["alpha"].iloc[0]
+    same, other = _diagonal(_mean(found["formats"]))
+    alpha = _best_added(strength)["alpha"]
     big = averaged.loc[averaged["method"] == "mean theta", "averaged"].max()
     ratio = "hypothesis / regular"
     rows = [
@@ -177,8 +181,8 @@ def headlines(found: dict[str, pd.DataFrame]) -> pd.DataFrame:
         (f"mean theta over {big} contexts", *_cell(averaged, method="mean theta", averaged=big)),
         ("per-context theta (the paper's)", *_cell(averaged, method="per context", averaged=0)),
         ("ICL on the same test contexts", *_cell(averaged, method="regular", averaged=0)),
-        ("theta, same format (mean of diagonal)", same["hypothesis"].mean(), None, None),
-        ("theta, other format (mean off diagonal)", other["hypothesis"].mean(), None, None),
+        ("theta, same format (mean of diagonal)", same, None, None),
+        ("theta, other format (mean off diagonal)", other, None, None),
         ("theta replaces (the paper's)", *_cell(strength, method="replace", alpha=0.0)),
         ("best alpha for adding theta", alpha, None, None),
         ("theta added at that alpha", *_cell(strength, method="add", alpha=alpha)),
@@ -275,8 +279,7 @@ def say_formats(table: pd.DataFrame) -> list[str]:
     """Sentences on `swept_by(..., ["source", "target"])`: theta in its own format against theta carried to
     another, and the reading that follows (task or format)."""
     cells = _mean(table)
-    same = cells[cells["source"] == cells["target"]]["hypothesis"].mean()
-    other = cells[cells["source"] != cells["target"]]["hypothesis"].mean()
+    same, other = _diagonal(cells)
     kept = other / same if same else float("nan")
     reading = ("not read at all here: it scores 0 even in its own format" if not same else
                "mostly the task's: it carries over to formats it never saw" if kept >= 0.8 else
@@ -304,9 +307,9 @@ def say_formats(table: pd.DataFrame) -> list[str]:
 def say_strength(table: pd.DataFrame) -> list[str]:
     """Sentences on `fixed_by(..., "alpha")`: adding alpha x theta at each alpha against replacing the state."""
     mean = _mean(table)
-    added = mean[mean["method"] == "add"].set_index("alpha")
-    best = added.sort_values(["accuracy"], ascending=False, kind="stable").iloc[0]
+    added = mean[mean["method"] == "add"].sort_values("alpha")
+    best = _best_added(mean)
     swap = mean[mean["method"] == "replace"].iloc[0]
-    each = ", ".join(f"{row['accuracy']:.2f} at alpha = {alpha:g}" for alpha, row in added.iterrows())
+    each = ", ".join(f"{row.accuracy:.2f} at alpha = {row.alpha:g}" for row in added.itertuples())
     return [f"Adding alpha x theta scores {each}; replacing the state scores {_interval(swap)}.",
-            f"The best addition (alpha = {best.name:g}, {_interval(best)}) is {against(best, swap)} replacement."]
+            f"The best addition (alpha = {best['alpha']:g}, {_interval(best)}) is {against(best, swap)} replacement."]

@@ -52,6 +52,15 @@ def prepare(lm: LM, task: Task, protocol: Protocol) -> Task:
     return for_tokenizer(task, lm.tokenizer, min_examples=protocol.demos + 1)
 
 
+def dev_and_test(lm: LM, task: Task, protocol: Protocol) -> tuple[Task, list[Context], list[Context]]:
+    """The task as this tokenizer sees it, and the main experiment's dev and test contexts: every experiment that
+    reads the same contexts draws them here."""
+    task = prepare(lm, task, protocol)
+    dev = sample_contexts(task, protocol.n_dev, protocol.demos, protocol.seed, "dev", protocol.n_dummy)
+    test = sample_contexts(task, protocol.n_test, protocol.demos, protocol.seed, "test", protocol.n_dummy)
+    return task, dev, test
+
+
 def _rows(lm: LM, task: Task, method: str, queries, answers: Answers, prompts: list[str], layer=None,
           split="test") -> pd.DataFrame:
     """One row per prediction, with the exact prompt the model read; `margin` (top-2 logit gap) marks the answers
@@ -177,9 +186,7 @@ def evaluate_task(lm: LM, task: Task, protocol: Protocol = Protocol()) -> pd.Dat
     expected, prediction, correct, margin). L is chosen on the dev sweep; the test sweep at every layer is kept so
     that an interval for hypothesis can re-choose L; `summarize` turns the frame into the paper's numbers.
     """
-    task = prepare(lm, task, protocol)
-    dev = sample_contexts(task, protocol.n_dev, protocol.demos, protocol.seed, "dev", protocol.n_dummy)
-    test = sample_contexts(task, protocol.n_test, protocol.demos, protocol.seed, "test", protocol.n_dummy)
+    task, dev, test = dev_and_test(lm, task, protocol)
     layers = list(range(lm.n_layers))
     if protocol.fast:
         test_thetas, icl = contexts_pass(lm, task, test, protocol)

@@ -304,17 +304,27 @@ SERIES_LABELS = {"regular": "ICL (regular)", "hypothesis": "theta patched (hypot
                  "add": "alpha x theta added", "replace": "theta replaces (paper)"}
 
 
+def _task_panels(table: pd.DataFrame, cols: int, height: float, sharey: bool = False):
+    """One panel per task of `table` and a last one for the mean over tasks (task 'mean'), `cols` a row, `height`
+    inches each, 9 inches wide; the panels left over are hidden and returned for a key."""
+    _style()
+    tasks = [t for t in dict.fromkeys(table["task"]) if t != "mean"] + ["mean"]
+    cols = min(len(tasks), cols)
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(9, 0.5 + height * rows), sharey=sharey, squeeze=False,
+                             layout="constrained")
+    spare = list(axes.flat)[len(tasks):]
+    for ax in spare:
+        ax.axis("off")
+    return tasks, fig, axes, spare
+
+
 def setting_panels(long: pd.DataFrame, x: str, xlabel: str, flat: tuple[str, ...] = (),
                    log: bool = False) -> plt.Figure:
     """Test accuracy against a setting `x` (columns task, series, x, accuracy, low, high), a band for each 95%
     interval: one panel per task and one for the mean over tasks. A series in `flat` is measured once (the paper's
     way, or ICL) and drawn as a dashed level with its band, for the curves to be read against."""
-    _style()
-    tasks = [t for t in dict.fromkeys(long["task"]) if t != "mean"] + ["mean"]
-    cols = min(len(tasks), 3)
-    rows = -(-len(tasks) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(9, 0.6 + 2.6 * rows), sharey=True, squeeze=False,
-                             layout="constrained")
+    tasks, fig, axes, spare = _task_panels(long, cols=3, height=2.6, sharey=True)
     ticks = sorted(long.loc[~long["series"].isin(flat), x].unique())
     for ax, task in zip(axes.flat, tasks):
         for series, part in long[long["task"] == task].groupby("series", sort=False):
@@ -334,9 +344,6 @@ def setting_panels(long: pd.DataFrame, x: str, xlabel: str, flat: tuple[str, ...
             ax.set_xscale("log")
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
-    spare = list(axes.flat)[len(tasks):]
-    for ax in spare:
-        ax.axis("off")
     fig.supxlabel(xlabel, fontsize=10)
     fig.supylabel("test accuracy", fontsize=10)
     handles, labels = axes.flat[len(tasks) - 1].get_legend_handles_labels()
@@ -351,11 +358,7 @@ def format_matrices(table: pd.DataFrame, formats: list[str]) -> plt.Figure:
     """Theta from a source format (rows) patched into a target format's bare query (columns): hypothesis accuracy
     with its 95% interval in each cell, and a last row with plain ICL in the target format for reference; one
     matrix per task (or category) and one for the mean over tasks (`intervals.swept_by` of `format_transfer`)."""
-    _style()
-    tasks = [t for t in dict.fromkeys(table["task"]) if t != "mean"] + ["mean"]
-    cols = min(len(tasks), 2)  # two a row: each cell must hold a value and its interval at 8 pt
-    rows = -(-len(tasks) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(9, 0.4 + 3.2 * rows), squeeze=False, layout="constrained")
+    tasks, fig, axes, _ = _task_panels(table, cols=2, height=3.2)  # two a row: a value and its interval at 8 pt
     names = [*formats, "ICL (no theta)"]
     for ax, task in zip(axes.flat, tasks):
         part = table[table["task"] == task].set_index(["source", "target"])
@@ -373,8 +376,6 @@ def format_matrices(table: pd.DataFrame, formats: list[str]) -> plt.Figure:
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.grid(False)
         ax.set_title("mean over tasks" if task == "mean" else short_name(task), fontsize=10)
-    for ax in list(axes.flat)[len(tasks):]:
-        ax.axis("off")
     fig.supxlabel("target: the bare query's format", fontsize=10)
     fig.supylabel("source: theta's format", fontsize=10)
     return fig

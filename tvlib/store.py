@@ -73,6 +73,7 @@ def _stored_bytes(csv: Path, frame: pd.DataFrame) -> bytes:
 
 
 def _read(csv: Path, data: bytes) -> pd.DataFrame:
+    """Stored bytes back to the frame (strings stay strings: 'NA' is not missing)."""
     return pd.read_csv(io.BytesIO(data), compression="gzip" if csv.suffix == ".gz" else None,
                        keep_default_na=False, na_values=[""])
 
