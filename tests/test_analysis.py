@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tvlib import clusters, experiments, plots, projection, reference, verdicts
+from tvlib import clusters, experiments, intervals, plots, projection, reference, verdicts
 
 
 def _curves() -> pd.DataFrame:
@@ -99,31 +99,137 @@ def test_output_space_shares_and_language_names():
 
 
 def test_verdicts_follow_their_stated_thresholds():
-    average = pd.Series({"hypothesis / regular": 0.8, "baseline": 0.2, "tasks kept": 16})
-    assert verdicts.accuracy(average).passed  # both bounds are inclusive
-    assert not verdicts.accuracy(average.replace(0.2, 0.21)).passed
-    assert not verdicts.accuracy(average.replace(0.8, 0.79)).passed
-    peak = pd.Series({"relative depth": 0.5, "blocks to fall": 5, "peak layer": 9, "blocks": 20})
-    assert verdicts.layers(peak).passed
-    assert not verdicts.layers(peak.replace(5, 6)).passed  # falls too late
-    assert not verdicts.layers(pd.Series({**peak, "blocks to fall": pd.NA})).passed  # never falls
-    assert not verdicts.layers(peak.replace(0.5, 0.75)).passed
+    average = pd.Series({"hypothesis / regular": 0.85, "baseline": 0.1, "tasks kept": 16})
+    assert verdicts.accuracy(average).outcome == verdicts.HOLDS
+    assert verdicts.accuracy(average.replace(0.1, 0.21)).outcome == verdicts.FAILS
+    assert verdicts.accuracy(average.replace(0.85, 0.79)).outcome == verdicts.FAILS
+    peak = pd.Series({"relative depth": 0.5, "blocks to fall": 5, "peak layer": 9, "blocks": 20,
+                      "peak accuracy": 0.8})
+    assert verdicts.layers(peak).outcome == verdicts.HOLDS
+    assert verdicts.layers(peak.replace(5, 6)).outcome == verdicts.FAILS  # falls too late
+    assert verdicts.layers(pd.Series({**peak, "blocks to fall": pd.NA})).outcome == verdicts.FAILS  # never falls
+    assert verdicts.layers(peak.replace(0.5, 0.75)).outcome == verdicts.FAILS
     scores = pd.DataFrame({"metric": ["5-NN task accuracy", "mean cosine distance within task",
-                                      "mean cosine distance across tasks"], "value": [0.9, 0.1, 0.2]})
+                                      "mean cosine distance across tasks"], "value": [0.95, 0.1, 0.2]})
     means = pd.DataFrame({"within task": [0.1, 0.1], "across tasks": [0.2, 0.3]}, index=["a", "b"])
-    assert verdicts.clusters(scores, means).passed
-    assert not verdicts.clusters(scores, means.assign(**{"within task": [0.1, 0.4]})).passed  # one task mixes
-    table = pd.DataFrame({"task_a_demos": ["algorithmic_a", "algorithmic_b", "linguistic_c", "algorithmic_d",
-                                           "translation_e"],
-                          "task_b_vector": ["x", "y", "z", "w", "v"],
-                          "icl_does_a": [True, True, True, False, True],
-                          "patched_acc_on_b": [0.6, 0.7, 0.9, 0.9, 0.9]})
-    assert verdicts.dominance(table).passed  # 3 valid non-translation pairs reach 0.6
-    assert not verdicts.dominance(table.assign(patched_acc_on_b=[0.59, 0.7, 0.9, 0.9, 0.9])).passed
+    assert verdicts.clusters(scores, means).outcome == verdicts.HOLDS
+    mixed = means.assign(**{"within task": [0.1, 0.4]})  # one task mixes
+    assert verdicts.clusters(scores, mixed).outcome == verdicts.FAILS
+    empty = pd.DataFrame({"metric": [], "value": []})  # one testable task: nothing to cluster apart
+    assert verdicts.clusters(empty, means.iloc[:1], None, ["b"]).outcome == verdicts.UNDECIDED
+    table = _pairs([0.7, 0.7, 0.9, 0.9, 0.9])
+    assert verdicts.dominance(table).outcome == verdicts.HOLDS  # 3 testable non-translation pairs reach 0.6
+    assert verdicts.dominance(_pairs([0.5, 0.4, 0.9, 0.9, 0.9])).outcome == verdicts.FAILS  # 1 reaches, 1 open
     tokens = pd.DataFrame({"task": ["t1", "t1", "t2", "t3", "t4"], "token": ["Capital", "x", "plural", "y", "past"]})
     words = {"t1": ["capital"], "t2": ["plural"], "t3": ["first"], "t4": ["past"]}
     assert verdicts.interpretation(tokens, words).passed and "3 of 4" in verdicts.interpretation(tokens, words).line()
-    assert not verdicts.interpretation(tokens[tokens["task"] != "t4"], words).passed
+    assert verdicts.interpretation(tokens[tokens["task"] != "t4"], words).outcome == verdicts.FAILS
+
+
+def _pairs(patched_on_b: list[float], carries: tuple = (True,) * 5) -> pd.DataFrame:
+    """Five dominance pairs, the fourth one where ICL fails on A, the last a translation pair."""
+    return pd.DataFrame({"task_a_demos": ["algorithmic_a", "algorithmic_b", "linguistic_c", "algorithmic_d",
+                                          "translation_e"],
+                         "task_b_vector": ["x", "y", "z", "w", "v"], "icl_does_a": [True, True, True, False, True],
+                         "b_carries": list(carries), "patched_acc_on_b": patched_on_b})
+
+
+def test_a_point_on_a_bound_is_undecided_not_a_pass():
+    average = pd.Series({"hypothesis / regular": 0.8, "baseline": 0.2, "tasks kept": 16})
+    found = verdicts.accuracy(average)
+    assert found.outcome == verdicts.UNDECIDED and "undecided" in found.line()
+    peak = pd.Series({"relative depth": 0.7, "blocks to fall": 3, "peak layer": 20, "blocks": 30,
+                      "peak accuracy": 0.8})
+    assert verdicts.layers(peak).outcome == verdicts.UNDECIDED  # 0.7 is the band's inclusive edge
+    assert verdicts.layers(peak, (0.69, 0.69)).outcome == verdicts.UNDECIDED  # the interval cannot move the point
+    assert verdicts.at_least(0.6, 0.6) == verdicts.UNDECIDED and verdicts.at_most(0.2, 0.2) == verdicts.UNDECIDED
+
+
+def test_an_interval_that_straddles_the_bound_is_undecided():
+    average = pd.Series({"hypothesis / regular": 0.85, "baseline": 0.1, "tasks kept": 16})
+    assert verdicts.accuracy(average, {"hypothesis / regular": (0.75, 0.95)}).outcome == verdicts.UNDECIDED
+    assert verdicts.accuracy(average, {"hypothesis / regular": (0.81, 0.95)}).outcome == verdicts.HOLDS
+    assert verdicts.accuracy(average, {"baseline": (0.05, 0.25)}).outcome == verdicts.UNDECIDED
+    low = average.replace(0.85, 0.7)
+    assert verdicts.accuracy(low, {"hypothesis / regular": (0.6, 0.79)}).outcome == verdicts.FAILS
+    # one pair's interval reaches 0.6: two reach it for sure, the third could go either way
+    found = verdicts.dominance(_pairs([0.65, 0.7, 0.9, 0.9, 0.9]), {("algorithmic_a", "x"): (0.55, 0.75)})
+    assert found.outcome == verdicts.UNDECIDED and "algorithmic_a" not in found.line() and "a->x" in found.line()
+
+
+def test_a_tie_that_the_rule_reads_two_ways_is_undecided():
+    # the mean curve ties at layers 20 and 21 of 30: depth 0.700 (on the edge) and 0.733 (outside the band)
+    layer = [0.1] * 20 + [0.8, 0.8, 0.3] + [0.0] * 7
+    curves = pd.DataFrame({"task": "t", "layer": range(30), "accuracy": layer})
+    ties = experiments.tied_peaks(curves, 30)
+    assert ties["peak layer"].tolist() == [20, 21] and ties["blocks to fall"].tolist() == [2, 1]
+    peak = experiments.depth_peaks({"m": curves}).query("tasks == 'Figure 3 filter'").iloc[0]
+    assert peak["peak layer"] == 20  # the lowest-layer rule alone would say: a pass at the edge
+    found = verdicts.layers(peak, (0.69, 0.71), ties)
+    assert found.outcome == verdicts.UNDECIDED and "ties at blocks 20" in found.line()
+    # a tie inside the band whose layers read alike decides, and still says so
+    inside = pd.DataFrame({"task": "t", "layer": range(30), "accuracy": [0.1] * 12 + [0.8, 0.8] + [0.0] * 16})
+    peak = experiments.depth_peaks({"m": inside}).query("tasks == 'Figure 3 filter'").iloc[0]
+    found = verdicts.layers(peak, None, experiments.tied_peaks(inside, 30))
+    assert found.outcome == verdicts.HOLDS and "ties at blocks 12" in found.line()
+
+
+def test_a_task_whose_layer_carries_no_task_is_left_out_of_every_verdict():
+    summary = pd.DataFrame({"task": ["algorithmic_list_first", "algorithmic_to_upper", "knowledge_x"],
+                            "baseline": [0.94, 0.0, 0.1], "regular": [1.0, 0.9, 0.2]})
+    assert verdicts.testable(summary).tolist() == [False, True, False]
+    assert experiments.figure4_kept(summary).tolist() == [False, True, False]  # one rule for both
+    # dominance: B wins in all four pairs, but two cannot test it (ICL fails on A; theta_B carries no task)
+    found = verdicts.dominance(_pairs([0.9] * 5, carries=(True, False, True, True, True)))
+    assert found.outcome == verdicts.UNDECIDED and "b->y" in found.line() and "2 of 2 testable" in found.line()
+    tokens = pd.DataFrame({"task": ["t1", "t2", "t3", "t4"], "token": ["capital", "plural", "first", "x"]})
+    words = {"t1": ["capital"], "t2": ["plural"], "t3": ["first"]}
+    assert verdicts.interpretation(tokens, words).outcome == verdicts.HOLDS
+    found = verdicts.interpretation(tokens, words, left_out=["t3"])  # t3's list was read at a flat layer
+    assert found.outcome == verdicts.FAILS and "2 of 3" in found.line() and "left out" in found.line()
+    # lists of 4 published tasks out of 18: the 14 unpublished could still go either way
+    assert verdicts.interpretation(tokens, words, ["t3"], unseen=14).outcome == verdicts.UNDECIDED
+
+
+def test_a_paired_difference_is_read_from_its_own_interval_not_from_overlap():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0.6, 0.05, 1000)  # both settings read the same resampled contexts
+    a, b = shared + 0.03 + rng.normal(0, 0.005, 1000), shared
+    low_a, high_a = intervals.bounds(a)
+    low_b, high_b = intervals.bounds(b)
+    assert low_a < high_b  # the marginal intervals overlap ...
+    read = intervals.paired(a, b, 0.03)
+    assert read["reading"] == "above" and read["low"] > 0  # ... but the paired difference excludes 0
+    assert intervals.paired(b, a, -0.03)["reading"] == "below"
+    assert intervals.paired(shared, shared + rng.normal(0, 0.01, 1000), 0.0)["reading"] == "level with"
+
+
+def test_a_mean_over_few_tasks_is_resampled_over_tasks_too():
+    # three tasks whose accuracies differ a lot, each measured on many contexts: tasks fixed, the interval is
+    # narrow; resampling the tasks shows how much another draw of three tasks could move the ratio
+    rows = []
+    for task, hyp in (("a", 0.3), ("b", 0.9), ("c", 0.95)):
+        rows += [{"task": task, "replicate": r, "baseline": 0.0, "regular": 1.0, "hypothesis": hyp}
+                 for r in range(200)]
+    reps = pd.DataFrame(rows)
+    summary = pd.DataFrame({"task": ["a", "b", "c"], "baseline": 0.0, "regular": 1.0, "hypothesis": [0.3, 0.9, 0.95]})
+    fixed = intervals.figure4(reps, summary)["hypothesis / regular"]
+    both = intervals.over_tasks(reps, summary)["hypothesis / regular"]
+    assert fixed[1] - fixed[0] < 1e-9 and both[0] < 0.5 and both[1] > 0.9
+    average = experiments.figure4_average(summary)
+    assert verdicts.accuracy(average, intervals.figure4(reps, summary)).outcome == verdicts.FAILS
+    assert verdicts.accuracy(average, intervals.over_tasks(reps, summary)).outcome == verdicts.UNDECIDED
+    paper = intervals.binomial_replicates(summary, n_test=50, n_baseline=100, n_boot=200)
+    assert set(paper.columns) >= {"task", "replicate", "baseline", "regular", "hypothesis"} and len(paper) == 600
+
+
+def test_every_rule_wording_is_built_from_the_constants_it_applies():
+    for number, constants in ((1, (verdicts.KEEPS_OF_ICL, verdicts.BASELINE_AT_MOST, verdicts.MIN_GAIN)),
+                              (2, (*verdicts.MIDDLE, verdicts.FALLS_WITHIN)), (3, (verdicts.KNN_AT_LEAST,)),
+                              (4, (verdicts.B_AT_LEAST, verdicts.PAIRS_AT_LEAST, verdicts.ICL_DOES_A)),
+                              (5, (verdicts.TASKS_NAMED,))):
+        assert all(str(c) in verdicts.RULES[number] for c in constants)
+    assert "more than half" not in verdicts.RULES[4] and "middle half" not in verdicts.RULES[2]
 
 
 def test_the_new_figures_draw_what_they_are_given():
@@ -208,7 +314,9 @@ def test_the_claims_check_reads_committed_results_without_a_model(model):
     assert [v.number for v in found] == [1, 2, 3, 4, 5] and runner.loaded is None
     lines = claims.report(model)
     assert len(lines) == 6 and all(line.startswith(f"claim {i}: ") for i, line in enumerate(lines[:5], 1))
-    assert lines[-1] == f"claims_passed={sum(' PASS ' in line for line in lines[:5])}/5"
+    counts = [sum(line.startswith(f"claim {i}: {word}:") for i, line in enumerate(lines[:5], 1))
+              for word in verdicts.WORDS]
+    assert sum(counts) == 5 and lines[-1] == f"claims_passed={counts[0]}/5 failed={counts[1]} undecided={counts[2]}"
     ratio = experiments.figure4_average(experiments.summarize(runner.main_all(task_list("all"))))
     assert f"hypothesis/regular={ratio['hypothesis / regular']:.3f} [" in lines[0]  # the stored ratio, with its CI
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tvlib import clusters, experiments, vectors
+from tvlib.errors import TvlibError
 from tvlib.experiments import Protocol
 from tvlib.prompts import sample_contexts
 from tvlib.runs import Runner
@@ -103,11 +104,15 @@ def test_dominance_counts_only_pairs_where_icl_does_task_a():
                      "correct_a": i < 10 * ca, "correct_b": i < 10 * cb} for i in range(10)]
         return out
     frame = pd.DataFrame(rows(("a", "b"), 0.9, 0.2, 0.7) + rows(("c", "d"), 0.3, 0.0, 0.8)
-                         + rows(("e", "f"), 0.9, 0.6, 0.3))
-    table = experiments.dominance_table(frame).set_index("task_a")
-    assert table.loc["a", "theta_dominates"] and table.loc["a", "icl_does_a"]
+                         + rows(("e", "f"), 0.9, 0.6, 0.3) + rows(("g", "h"), 0.9, 0.0, 0.9))
+    gains = {"b": 0.5, "d": 0.5, "f": 0.5, "h": 0.05}  # h: the query alone answers, theta_h carries no task
+    table = experiments.dominance_table(frame, gains).set_index("task_a_demos")
+    assert table.loc["a", "theta_dominates"] and table.loc["a", "icl_does_a"] and table.loc["a", "b_carries"]
     assert not table.loc["c", "icl_does_a"] and not table.loc["c", "theta_dominates"]  # flagged, not counted
     assert not table.loc["e", "theta_dominates"]
+    assert not table.loc["g", "b_carries"] and not table.loc["g", "theta_dominates"]  # flagged although B wins
+    with pytest.raises(TvlibError, match="main-experiment"):
+        experiments.dominance_table(frame, {"b": 0.5})
     assert table.loc["a", "patched_acc_on_b"] == 0.7 and table.loc["a", "n"] == 10 and table.loc["a", "layer"] == 3
     assert table.loc["a", "b_dev_accuracy"] == 0.5
 
@@ -140,7 +145,8 @@ def test_runner_stores_and_reuses_every_experiment(lm, tmp_path):
     tasks = ["algorithmic_next_letter", "algorithmic_to_upper"]
     main = runner.main_all(tasks)
     robust = runner.robustness(tasks, n=8, demos=3)  # each task at its own L
-    assert set(robust) == {"tsne", "distances", "task_distances", "neighbours", "scores"} and len(robust["tsne"]) == 16
+    assert set(robust) == {"tsne", "distances", "task_distances", "neighbours", "scores", "scores_testable"}
+    assert len(robust["tsne"]) == 16
     layers = runner.best_layers(tasks)
     assert robust["tsne"].groupby("task")["layer"].first().to_dict() == layers
     common = runner.robustness(tasks, layer=1, n=8, demos=3)
@@ -153,6 +159,19 @@ def test_runner_stores_and_reuses_every_experiment(lm, tmp_path):
     runner._lm = None  # everything is stored now: asking again must not need the model
     pd.testing.assert_frame_equal(runner.main_all(tasks), main)
     pd.testing.assert_frame_equal(runner.robustness(tasks, n=8, demos=3)["scores"], robust["scores"])
+
+
+def test_a_robustness_frame_that_joins_later_leaves_the_stored_ones_untouched(lm, tmp_path):
+    runner = Runner("tiny", protocol=SMALL, results_dir=tmp_path, loaded=lm)
+    tasks = ["algorithmic_next_letter", "algorithmic_to_upper"]
+    runner.robustness(tasks, n=8, demos=3)
+    folder = tmp_path / "tiny" / "robustness"
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith("scores_testable")}
+    for p in folder.glob("scores_testable.*"):
+        p.unlink()
+    again = runner.robustness(tasks, n=8, demos=3)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before
+    assert (folder / "scores_testable.csv").exists() and set(again) >= {"scores", "scores_testable"}
 
 
 def test_task_list_parameter():

@@ -1,5 +1,6 @@
 """The paper's five claims checked on a model's stored results alone (no model load), with 95% intervals:
-`python -m tvlib claims --model M` prints one line per claim and `claims_passed=K/5`."""
+`python -m tvlib claims --model M` prints one line per claim (holds, does not hold, or cannot be decided)
+and a tally, `claims_passed=K/5 failed=F undecided=U`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tvlib import experiments, intervals, paths, verdicts
+from tvlib import defaults, experiments, intervals, paths, verdicts
 from tvlib.runs import CONFLICTS, Runner
 from tvlib.tasks import task_list
 from tvlib.verdicts import Verdict
@@ -40,6 +41,12 @@ def at_plus2(tokens: pd.DataFrame) -> pd.DataFrame:
     return tokens[tokens["layer"] == (tokens["best_layer"] + 2).clip(upper=last)]
 
 
+def testable_tasks(summary: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The tasks that can test a claim about theta (`verdicts.testable`) and those left out, in summary order."""
+    mask = experiments.figure4_kept(summary)
+    return summary.loc[mask, "task"].tolist(), summary.loc[~mask, "task"].tolist()
+
+
 def check(runner: Runner, n_boot: int = intervals.N_BOOT) -> list[Verdict]:
     """The five verdicts for the runner's model, read from its stored results (all 18 tasks, the paper's settings)."""
     names = task_list("all")
@@ -47,50 +54,93 @@ def check(runner: Runner, n_boot: int = intervals.N_BOOT) -> list[Verdict]:
     summary = experiments.summarize(main)
     reps = intervals.replicates(main, n_boot)
     average = experiments.figure4_average(summary)
-    figure4_ci = intervals.figure4(reps, summary)
+    figure4_ci = intervals.over_tasks(reps, summary)
+    kept, left_out = testable_tasks(summary)
 
     curves = experiments.dev_curve(main)
+    n_layers = int(curves["layer"].max()) + 1
     peak = experiments.depth_peaks({runner.model: curves}).query("tasks == 'Figure 3 filter'").iloc[0]
-    depth_ci = intervals.bounds(intervals.peak_depths(main, experiments.figure3_tasks(curves), n_boot))
+    filtered = experiments.figure3_tasks(curves)
+    ties = experiments.tied_peaks(curves[curves["task"].isin(filtered)], n_layers)
+    depth_ci = intervals.bounds(intervals.peak_depths(main, filtered, n_boot))
 
     robust = runner.robustness(names)
-    knn = robust["scores"].set_index("metric")["value"].filter(like="-NN task accuracy").iloc[0]
-    knn_ci = intervals.wilson(knn, len(robust["tsne"]))
+    scores = robust["scores_testable"]
+    knn = scores.set_index("metric")["value"].filter(like="-NN task accuracy")
+    knn_ci = intervals.wilson(knn.iloc[0], len(kept) * defaults.ROBUSTNESS_VECTORS) if len(knn) else None
+    means = task_means(robust["task_distances"]).loc[kept]
 
     rows = runner.conflicting(CONFLICTS)
-    table = experiments.dominance_table(rows).rename(columns={"task_a": "task_a_demos", "task_b": "task_b_vector"})
+    table = experiments.dominance_table(rows, experiments.gains(summary))
     patched = rows[rows["method"] == "patched"]
     b_ci = {(a, b): intervals.proportion(f["correct_b"], n_boot) for (a, b), f in patched.groupby(["task_a", "task_b"])}
 
     tokens = at_plus2(runner.projection(names))
-    return [verdicts.accuracy(average, figure4_ci), verdicts.layers(peak, depth_ci),
-            verdicts.clusters(robust["scores"], task_means(robust["task_distances"]), knn_ci),
-            verdicts.dominance(table, b_ci), verdicts.interpretation(tokens, describing_words())]
+    return [verdicts.accuracy(average, figure4_ci), verdicts.layers(peak, depth_ci, ties),
+            verdicts.clusters(scores, means, knn_ci, left_out),
+            verdicts.dominance(table, b_ci), verdicts.interpretation(tokens, describing_words(), left_out)]
+
+
+def tally(found: list[Verdict]) -> str:
+    """The last line of `python -m tvlib claims`: how many claims hold, do not hold, and cannot be decided."""
+    count = {word: sum(v.outcome == word for v in found) for word in verdicts.WORDS}
+    return (f"claims_passed={count[verdicts.HOLDS]}/{len(found)} failed={count[verdicts.FAILS]} "
+            f"undecided={count[verdicts.UNDECIDED]}")
 
 
 def report(model: str, results_dir: str | None = None, dtype: str = "float32") -> list[str]:
-    """The lines `python -m tvlib claims` prints: one per claim, then claims_passed=K/5."""
+    """The lines `python -m tvlib claims` prints: one per claim, then the tally."""
     found = check(Runner(model, dtype=dtype, results_dir=results_dir, stored_only=True))
-    return [v.line() for v in found] + [f"claims_passed={sum(v.passed for v in found)}/{len(found)}"]
+    return [v.line() for v in found] + [tally(found)]
 
 
-def paper_verdicts() -> dict[int, str]:
-    """The same rules read on the paper's own numbers, where it publishes them (claim 3 has only a picture)."""
+def paper_checks() -> dict[int, dict[str, Verdict]]:
+    """The same rules read on the paper's own numbers, where it publishes them (claim 3 has only a picture): per
+    claim, one verdict per model. Claim 1's intervals redraw each Table 6 accuracy as a binomial proportion over
+    the paper's 50 test contexts and 100 baseline queries and resample the tasks; claim 4's are Wilson intervals
+    over Table 2's 100 queries; claim 2 reads the published dev curves, which come without contexts."""
     from tvlib import reference
 
     table6 = reference.table6()
-    passed1 = [m for m, f in table6.groupby("model", sort=False)
-               if verdicts.accuracy(experiments.figure4_average(f)).passed]
+    out: dict[int, dict[str, Verdict]] = {1: {}, 2: {}, 4: {}, 5: {}}
+    for model, frame in table6.groupby("model", sort=False):
+        reps = intervals.binomial_replicates(frame, defaults.N_TEST, defaults.N_BASELINE)
+        out[1][model] = verdicts.accuracy(experiments.figure4_average(frame), intervals.over_tasks(reps, frame))
     curves = reference.dev_curves()
-    peaks = experiments.depth_peaks({m: f for m, f in curves.groupby("model")}).query("tasks == 'Figure 3 filter'")
-    passed2 = [r["model"] for r in peaks.to_dict("records") if verdicts.layers(pd.Series(r)).passed]
-    table2 = verdicts.dominance(experiments.flag_dominance(reference.table2()))
-    lists = reference.top_tokens().query("where == 'best_layer_plus2'")
-    passed5 = [m for m, f in lists.groupby("model") if verdicts.interpretation(f, describing_words()).passed]
-    return {1: f"holds for {len(passed1)} of {table6['model'].nunique()} models (Table 6)",
-            2: f"holds for {len(passed2)} of {len(peaks)} models with per-layer curves ({', '.join(passed2)})",
-            3: "not published as numbers (t-SNE figure only)",
-            4: f"{table2.verdict} on LLaMA 13B ({table2.evidence.split(' (')[0]})",
-            5: f"holds for {len(passed5)} of {lists['model'].nunique()} models with published lists"
-               + (f" ({', '.join(passed5)})" if passed5 else "")}
+    for model, frame in curves.groupby("model"):
+        n_layers = int(frame["layer"].max()) + 1
+        filtered = experiments.figure3_tasks(frame)
+        peak = experiments.depth_peaks({model: frame}).query("tasks == 'Figure 3 filter'").iloc[0]
+        out[2][model] = verdicts.layers(peak, None, experiments.tied_peaks(frame[frame["task"].isin(filtered)],
+                                                                          n_layers))
+    llama13 = table6[table6["model"] == "LLaMA 13B"]
+    table2 = experiments.flag_dominance(reference.table2(), experiments.gains(llama13))
+    n = defaults.CONFLICT_QUERIES
+    out[4]["LLaMA 13B"] = verdicts.dominance(table2, {
+        (a, b): intervals.wilson(p, n) for a, b, p in
+        zip(table2["task_a_demos"], table2["task_b_vector"], table2["patched_acc_on_b"])})
+    for model, frame in reference.all_top_tokens().groupby("model", sort=False):
+        summary = table6[table6["model"] == model.removesuffix(" (Tables 3, 7)")]
+        left_out = testable_tasks(summary)[1] if len(summary) else []
+        shown = set(frame["task"])
+        out[5][model] = verdicts.interpretation(frame, describing_words(), [t for t in left_out if t in shown],
+                                                unseen=len(set(summary["task"]) - shown))
+    return out
 
+
+def paper_verdicts() -> dict[int, str]:
+    """One line per claim: how the paper's numbers read under the book's rules, counted over its models."""
+    found = paper_checks()
+
+    def counted(number: int, what: str) -> str:
+        by = found[number]
+        parts = [f"{word} for {sum(v.outcome == word for v in by.values())}" for word in verdicts.WORDS
+                 if any(v.outcome == word for v in by.values())]
+        named = {word: [m for m, v in by.items() if v.outcome == word] for word in verdicts.WORDS}
+        shown = "; ".join(f"{word}: {', '.join(ms)}" for word, ms in named.items() if ms and len(by) <= 6)
+        return f"{', '.join(parts)} of {len(by)} {what}" + (f" ({shown})" if shown else "")
+
+    return {1: counted(1, "models (Table 6)"), 2: counted(2, "models with per-layer curves"),
+            3: "not published as numbers (t-SNE figure only)",
+            4: f"{found[4]['LLaMA 13B'].outcome} on LLaMA 13B ({found[4]['LLaMA 13B'].evidence.split(':')[0]})",
+            5: counted(5, "models with published lists")}

@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="baseline, regular ICL, the dev sweep over layers, and hypothesis at the best L")
     ev.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id")
     ev.add_argument("--task", action="append", required=True, help="task name or JSON file; repeat for several")
+    ev.add_argument("--category", choices=["algorithmic", "translation", "linguistic", "knowledge", "custom"],
+                    help="category of the --task files, which decides scoring and filter (default: the file's "
+                         "folder as the paper's layout has it, knowledge/x.json, else its name's prefix, else custom)")
     ev.add_argument("--n-dev", type=int, default=PAPER.N_DEV, help="dev contexts per task, for choosing L")
     ev.add_argument("--n-test", type=int, default=PAPER.N_TEST, help="test contexts per task")
     ev.add_argument("--n-baseline", type=int, default=PAPER.N_BASELINE, help="queries without demonstrations")
@@ -137,7 +140,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     protocol = Protocol(n_dev=args.n_dev, n_test=args.n_test, n_baseline=args.n_baseline, demos=args.demos,
                         n_dummy=args.dummies, seed=args.seed, batch_size=args.batch_size, progress=True)
-    tasks = [load_task(t) for t in args.task]
+    tasks = [load_task(t, args.category if t.endswith(".json") or Path(t).exists() else None) for t in args.task]
     lm = load_model(args.model, args.device, args.dtype)
     frames = []
     for task in tasks:
@@ -148,7 +151,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         out = {"task": task.name, "baseline": row["baseline"], "regular": row["regular"],
                "hypothesis": row["hypothesis"], "best_layer": int(row["best_layer"]), "dev_curve": curve}
         ci = per_task(task_replicates(frame)).iloc[0]
-        out.update({f"{m}_ci": [round(ci[f"{m}_low"], 4), round(ci[f"{m}_high"], 4)]
+        out.update({f"{m}_ci": [round(float(ci[f"{m}_low"]), 4), round(float(ci[f"{m}_high"]), 4)]
                     for m in ("baseline", "regular", "hypothesis")})
         if args.json:
             print(json.dumps(out), flush=True)

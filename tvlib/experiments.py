@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 import torch
 
-from tvlib import defaults
+from tvlib import defaults, verdicts
 from tvlib.errors import TvlibError
 from tvlib.models import LM
 from tvlib.prompts import PAPER_FORMAT, Context, PromptFormat, sample_contexts, sample_queries
@@ -144,14 +144,29 @@ def dev_curve(predictions: pd.DataFrame) -> pd.DataFrame:
             .rename(columns={"correct": "accuracy"}).astype({"layer": int}))
 
 
+def _fall(mean: pd.Series, peak: int) -> int | None:
+    """Blocks after `peak` until the curve first falls below half of its value there (None if it never does)."""
+    drop = next((int(layer) for layer, acc in mean[mean.index > peak].items() if acc < mean[peak] / 2), None)
+    return None if drop is None else drop - peak
+
+
 def peak_and_fall(curves: pd.DataFrame, n_layers: int) -> dict:
-    """The mean dev curve's peak, and how many blocks after it the curve first falls below half of the peak (None if
-    it never does): one rule for our curves and the paper's, so the two are compared alike."""
+    """The mean dev curve's peak (the first of tied maxima), and how many blocks after it the curve first falls below
+    half of the peak (None if it never does): one rule for our curves and the paper's, so the two are compared
+    alike. `tied_peaks` lists the other layers a tie could have chosen."""
     mean = curves.groupby("layer")["accuracy"].mean().sort_index()
     peak = int(mean.idxmax())
-    drop = next((int(layer) for layer, acc in mean[mean.index > peak].items() if acc < mean[peak] / 2), None)
     return {"peak layer": peak, "peak accuracy": float(mean[peak]), "blocks": n_layers,
-            "relative depth": (peak + 1) / n_layers, "blocks to fall": None if drop is None else drop - peak}
+            "relative depth": (peak + 1) / n_layers, "blocks to fall": _fall(mean, peak)}
+
+
+def tied_peaks(curves: pd.DataFrame, n_layers: int, tie: float = 1e-9) -> pd.DataFrame:
+    """Every layer where the mean dev curve equals its maximum (within `tie`), with its depth and fall: a tie is
+    reported, never broken silently, since the lowest-layer rule alone would decide a verdict."""
+    mean = curves.groupby("layer")["accuracy"].mean().sort_index()
+    tops = [int(layer) for layer, acc in mean.items() if acc >= mean.max() - tie]
+    return pd.DataFrame([{"peak layer": p, "peak accuracy": float(mean[p]), "relative depth": (p + 1) / n_layers,
+                          "blocks to fall": _fall(mean, p)} for p in tops])
 
 
 FIGURE3_MIN_DEV = 0.75
@@ -272,9 +287,10 @@ def conflicting(lm: LM, task_a: Task, task_b: Task, protocol: Protocol,
     return pd.DataFrame(rows)
 
 
-def dominance_table(rows: pd.DataFrame, min_icl: float = 0.5) -> pd.DataFrame:
+def dominance_table(rows: pd.DataFrame, b_gain: pd.Series | dict,
+                    min_icl: float = verdicts.ICL_DOES_A) -> pd.DataFrame:
     """Per pair: ICL and patched accuracy on A's and B's labels; theta of B dominates where the patched run follows
-    B more often than A, counted only where plain ICL does task A (ICL on A >= `min_icl`), else flagged."""
+    B more often than A, counted only where the pair can test it (`flag_dominance`), else flagged."""
     acc = rows.groupby(["task_a", "task_b", "method"], sort=False)[["correct_a", "correct_b"]].mean().unstack("method")
     table = pd.DataFrame({
         "icl_acc_on_a": acc[("correct_a", "regular")], "icl_acc_on_b": acc[("correct_b", "regular")],
@@ -284,15 +300,29 @@ def dominance_table(rows: pd.DataFrame, min_icl: float = 0.5) -> pd.DataFrame:
     table["layer"] = first["layer"].first()
     table["b_dev_accuracy"] = first["b_dev_accuracy"].first()  # theta of B on B's bare queries, no A in sight
     table["n"] = first.size() // 2
-    return flag_dominance(table.reset_index(), min_icl)
+    table = table.reset_index().rename(columns={"task_a": "task_a_demos", "task_b": "task_b_vector"})
+    return flag_dominance(table, b_gain, min_icl)
 
 
-def flag_dominance(table: pd.DataFrame, min_icl: float = 0.5) -> pd.DataFrame:
-    """The dominance rule on any table of pair accuracies (ours or the paper's Table 2), so both are read alike."""
+def flag_dominance(table: pd.DataFrame, b_gain: pd.Series | dict, min_icl: float = verdicts.ICL_DOES_A) -> pd.DataFrame:
+    """The dominance rule on any table of pair accuracies (ours or the paper's Table 2), so both are read alike.
+    A pair can test dominance only where plain ICL does task A (`icl_does_a`) and theta_B carries task B
+    (`b_carries`: in the main experiment ICL adds at least `verdicts.MIN_GAIN` over the query alone on B, from
+    `b_gain`, task -> regular - baseline; else B's dev curve is flat and its layer carries no task)."""
     out = table.copy()
     out["icl_does_a"] = out["icl_acc_on_a"] >= min_icl
-    out["theta_dominates"] = out["icl_does_a"] & (out["patched_acc_on_b"] > out["patched_acc_on_a"])
+    gain = out["task_b_vector"].map(dict(b_gain))
+    if gain.isna().any():
+        raise TvlibError(f"no main-experiment result for {sorted(out.loc[gain.isna(), 'task_b_vector'])}: "
+                         "whether theta_B carries B is read there; run the main experiment on those tasks first")
+    out["b_carries"] = gain >= verdicts.MIN_GAIN  # as `verdicts.testable` reads a task
+    out["theta_dominates"] = out["icl_does_a"] & out["b_carries"] & (out["patched_acc_on_b"] > out["patched_acc_on_a"])
     return out
+
+
+def gains(summary: pd.DataFrame) -> pd.Series:
+    """Per task, what ICL adds over the query alone (regular - baseline): the test of whether theta can carry it."""
+    return summary.set_index("task").eval("regular - baseline")
 
 
 # --------------------------------------------------------------------------- interpretation: theta on the vocabulary
@@ -342,12 +372,13 @@ def trace(lm: LM, task: Task, layer: int, protocol: Protocol, index: int = 0) ->
     }
 
 
-def figure4_kept(summary: pd.DataFrame, min_gain: float = 0.2) -> pd.Series:
-    """The paper's Figure 4 filter: a task counts where ICL adds at least 0.2 over the query alone."""
-    return summary["regular"] - summary["baseline"] >= min_gain
+def figure4_kept(summary: pd.DataFrame, min_gain: float = verdicts.MIN_GAIN) -> pd.Series:
+    """The paper's Figure 4 filter: a task counts where ICL adds at least 0.2 over the query alone (the same test
+    decides which tasks can test a claim about theta, `verdicts.testable`)."""
+    return verdicts.testable(summary, min_gain)
 
 
-def figure4_average(summary: pd.DataFrame, min_gain: float = 0.2) -> pd.Series:
+def figure4_average(summary: pd.DataFrame, min_gain: float = verdicts.MIN_GAIN) -> pd.Series:
     """The paper's Figure 4 average: tasks where regular - baseline < 0.2 are dropped (ICL adds too little there)."""
     kept = summary[figure4_kept(summary, min_gain)]
     out = kept[["baseline", "hypothesis", "regular"]].mean()

@@ -88,11 +88,54 @@ def averaged(reps: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
 
 def figure4(reps: pd.DataFrame, summary: pd.DataFrame) -> dict[str, tuple[float, float]]:
     """The 95% interval of each Figure 4 number (baseline, hypothesis, regular, hypothesis / regular) over the tasks
-    the paper's filter keeps on the point estimates (`experiments.figure4_kept`)."""
+    the paper's filter keeps on the point estimates (`experiments.figure4_kept`), holding those tasks fixed: only
+    the contexts are resampled. `over_tasks` resamples the tasks too."""
     from tvlib.experiments import figure4_kept
 
     kept = summary.loc[figure4_kept(summary), "task"].tolist()
     return {column: bounds(values) for column, values in averaged(reps, kept).items()}
+
+
+def over_tasks(reps: pd.DataFrame, summary: pd.DataFrame, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Figure 4's intervals with both sources of variation: every replicate draws the kept tasks with replacement
+    and reads each drawn task's context-resampled replicate. A claim about tasks in general (theta keeps 80% of
+    ICL) must survive another draw of tasks, not only of contexts."""
+    from tvlib.experiments import figure4_kept
+
+    kept = summary.loc[figure4_kept(summary), "task"].tolist()
+    columns = ("baseline", "hypothesis", "regular")
+    if not kept:
+        return {c: (float("nan"), float("nan")) for c in (*columns, "hypothesis / regular")}
+    mine = reps[reps["task"].isin(kept)]
+    grids = {c: mine.pivot(index="replicate", columns="task", values=c)[kept].to_numpy(float) for c in columns}
+    n_boot = len(grids["baseline"])
+    pick = np.random.default_rng([seed, len(kept)]).integers(0, len(kept), (n_boot, len(kept)))
+    means = {c: grid[np.arange(n_boot)[:, None], pick].mean(axis=1) for c, grid in grids.items()}
+    means["hypothesis / regular"] = means["hypothesis"] / means["regular"]
+    return {c: bounds(v) for c, v in means.items()}
+
+
+def binomial_replicates(summary: pd.DataFrame, n_test: int, n_baseline: int, n_boot: int = N_BOOT,
+                        seed: int = 0) -> pd.DataFrame:
+    """Replicates like `replicates` for published accuracies alone (the paper's Table 6: no predictions): each
+    task's accuracy redrawn as a binomial proportion over its n contexts, so `over_tasks` reads the paper's numbers
+    as it reads ours. It cannot re-choose L, and draws regular and hypothesis independently."""
+    frames = []
+    for row in summary.to_dict("records"):
+        rng = _rng(row["task"], seed)
+        draw = {m: rng.binomial(n, row[m], n_boot) / n for m, n in
+                (("baseline", n_baseline), ("regular", n_test), ("hypothesis", n_test))}
+        frames.append(pd.DataFrame({"task": row["task"], "replicate": np.arange(n_boot), **draw}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def paired(a: np.ndarray, b: np.ndarray, point: float) -> dict:
+    """A paired difference a - b from replicates drawn on the same resampled contexts, with its 95% interval, and
+    how it reads: 'above' or 'below' only where the interval excludes 0 (overlapping marginal intervals say
+    nothing about a paired difference)."""
+    low, high = bounds(np.asarray(a, float) - np.asarray(b, float))
+    reading = "above" if low > 0 else "below" if high < 0 else "level with"
+    return {"difference": point, "low": low, "high": high, "reading": reading}
 
 
 def with_intervals(summary: pd.DataFrame, reps: pd.DataFrame) -> pd.DataFrame:

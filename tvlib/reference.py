@@ -39,3 +39,18 @@ def dev_summary() -> pd.DataFrame:
 def top_tokens() -> pd.DataFrame:
     """The paper's top vocabulary-projection tokens."""
     return pd.read_csv(paths.paper_dir() / "top_tokens.csv", keep_default_na=False)
+
+
+def table3_7() -> pd.DataFrame:
+    """The paper's Tables 3 and 7: top 20 projection tokens at best layer + 2 of LLaMA 13B, Pythia 12B and GPT-J 6B
+    on four tasks, as the official outputs list them (with `where` = 'best_layer_plus2', like `top_tokens`)."""
+    table = pd.read_csv(paths.paper_dir() / "table3_7_top_tokens.csv", keep_default_na=False)
+    return table.assign(where="best_layer_plus2")[["model", "task", "where", "rank", "token"]]
+
+
+def all_top_tokens() -> pd.DataFrame:
+    """Every published list at best + 2: the official outputs' three models, then Tables 3 and 7 (their models
+    named '<model> (Tables 3, 7)', since GPT-J 6B is in both)."""
+    outputs = top_tokens().query("where == 'best_layer_plus2'")
+    tables = table3_7().assign(model=lambda t: t["model"] + " (Tables 3, 7)")
+    return pd.concat([outputs, tables], ignore_index=True)

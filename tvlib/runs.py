@@ -22,6 +22,9 @@ from tvlib.progress import progress_bar
 PAPER_SEED = defaults.SEED
 """The paper's seed; results with it live in the plain folders (main/, robustness/, ...)."""
 
+ROBUSTNESS_FRAMES = ("tsne", "distances", "task_distances", "neighbours", "scores")
+"""What the robustness experiment stores, all under one configuration (`scores_testable` adds the testable tasks)."""
+
 CONFLICTS = (
     ("algorithmic_next_letter", "algorithmic_to_upper"),
     ("algorithmic_list_last", "algorithmic_list_first"),
@@ -96,34 +99,44 @@ class Runner:
 
     def robustness(self, tasks: list[str], layer: int | None = None, n: int = defaults.ROBUSTNESS_VECTORS,
                    demos: int = defaults.ROBUSTNESS_DEMOS) -> dict[str, pd.DataFrame]:
-        """Thetas of every task, each at its own chosen L as the paper's script reads them (or all at `layer`):
-        t-SNE coordinates, distance histograms (pooled and per task), each task's nearest other task, and
-        clustering scores."""
+        """Thetas of every task, each at its own L chosen in the main experiment (or all at `layer`): t-SNE
+        coordinates, distance histograms (pooled and per task), each task's nearest other task, and clustering
+        scores over all tasks (`scores`) and over the tasks that can test the claim (`scores_testable`: ICL adds
+        at least `verdicts.MIN_GAIN` over the query alone, so L carries the task)."""
         protocol = replace(self.protocol, demos=demos)
-        layers = self.best_layers(tasks) if layer is None else {t: layer for t in tasks}
+        summary = experiments.summarize(self.main_all(tasks))
+        layers = dict(zip(summary["task"], summary["best_layer"].astype(int))) if layer is None \
+            else {t: layer for t in tasks}
+        kept = sorted(summary.loc[experiments.figure4_kept(summary), "task"])
         config = self._config("robustness", protocol, tasks=tasks, layers=layers, n=n,
                               data=[load_task(t).fingerprint() for t in tasks])
-        names = ("tsne", "distances", "task_distances", "neighbours", "scores")
+        configs = {name: config for name in ROBUSTNESS_FRAMES} | {"scores_testable": {**config, "testable": kept}}
         sub = "robustness" if layer is None else f"robustness_layer{layer}"
-        paths = {name: self._place(sub) / f"{name}.csv" for name in names}
-        stored = {name: store.load(path, config) for name, path in paths.items()}
+        files = {name: self._place(sub) / f"{name}.csv" for name in configs}
+        stored = {name: store.load(path, configs[name]) for name, path in files.items()}
         if all(frame is not None for frame in stored.values()):
             return stored
         vectors = [experiments.robustness_vectors(self.lm, load_task(t), layers[t], protocol, n).numpy()
                    for t in _progress(tasks, "thetas")]
         matrix = np.concatenate(vectors)
         labels = [t for t in tasks for _ in range(n)]
+        mine = np.isin(labels, kept)
         xy = clusters.tsne(matrix, seed=protocol.seed)
-        frames = {
-            "tsne": pd.DataFrame({"task": labels, "layer": [layers[t] for t in labels],
-                                  "context": [i for _ in tasks for i in range(n)], "x": xy[:, 0], "y": xy[:, 1]}),
-            "distances": clusters.histogram(clusters.distance_pairs(matrix, labels)),
-            "task_distances": clusters.task_histograms(matrix, labels),
-            "neighbours": clusters.category_neighbours(clusters.task_distances(matrix, labels),
-                                                       {t: load_task(t).category for t in tasks}),
-            "scores": clusters.scores(matrix, labels),
+        computed = {
+            "tsne": lambda: pd.DataFrame({"task": labels, "layer": [layers[t] for t in labels],
+                                          "context": [i for _ in tasks for i in range(n)], "x": xy[:, 0],
+                                          "y": xy[:, 1]}),
+            "distances": lambda: clusters.histogram(clusters.distance_pairs(matrix, labels)),
+            "task_distances": lambda: clusters.task_histograms(matrix, labels),
+            "neighbours": lambda: clusters.category_neighbours(clusters.task_distances(matrix, labels),
+                                                               {t: load_task(t).category for t in tasks}),
+            "scores": lambda: clusters.scores(matrix, labels),
+            "scores_testable": lambda: clusters.scores(matrix[mine], list(np.asarray(labels)[mine]))
+            if len(kept) > 1 else pd.DataFrame({"metric": [], "value": []}),  # one task cannot cluster apart
         }
-        return {name: store.save(paths[name], frames[name], config) for name in names}
+        # only what is missing is written: a stored frame keeps its bytes when a newer frame joins the set
+        return {name: frame if frame is not None else store.save(files[name], computed[name](), configs[name])
+                for name, frame in stored.items()}
 
     def conflicting(self, pairs=CONFLICTS, n: int = defaults.CONFLICT_QUERIES,
                     demos: int = defaults.CONFLICT_DEMOS) -> pd.DataFrame:

@@ -155,9 +155,25 @@ def _clean(examples: list[Example]) -> tuple[Example, ...]:
     return tuple(seen[k] for k in sorted(seen))
 
 
-def load_task(name_or_path: str) -> Task:
-    """A task by name (`algorithmic_to_upper`, `translation_fr_en`, ...) or a path to a JSON file."""
+def file_category(path: Path, category: str | None = None) -> str:
+    """A task file's category, which decides its scoring and filter (`Task.score`, `for_tokenizer`): the one given,
+    else the parent folder's name as the paper's layout has it (`knowledge/country_capital.json`), else the file
+    name's prefix (`knowledge_capitals.json`), else 'custom' (exact match, single-token answers)."""
+    if category is not None:
+        if category not in (*CATEGORIES, "custom"):
+            raise TvlibError(f"unknown category {category!r}: use one of {', '.join((*CATEGORIES, 'custom'))}")
+        return category
+    parent = path.resolve().parent.name
+    return parent if parent in CATEGORIES else _category(path.stem)
+
+
+def load_task(name_or_path: str, category: str | None = None) -> Task:
+    """A task by name (`algorithmic_to_upper`, `translation_fr_en`, ...) or a path to a JSON file (its category from
+    `category` or its place, `file_category`)."""
     path = Path(name_or_path)
+    if category is not None and not (name_or_path.endswith(".json") or path.exists()):
+        raise TvlibError(f"a category is given only with a task file; {name_or_path!r} is a named task of its own "
+                         "category")
     if name_or_path.endswith(".json") or path.exists():
         if not path.exists():
             raise TvlibError(f"task file {path} does not exist")
@@ -167,7 +183,7 @@ def load_task(name_or_path: str) -> Task:
             raise TvlibError(f"task file {path} is not valid UTF-8 JSON ({err}): fix the file") from None
         examples = _examples_from_json(data, path)
         _check_user_examples(examples, path)
-        return Task(path.stem, _category(path.stem), _clean(examples), source=str(path))
+        return Task(path.stem, file_category(path, category), _clean(examples), source=str(path))
     if name_or_path.startswith("algorithmic_"):
         return Task(name_or_path, "algorithmic", _clean(_algorithmic(name_or_path[len("algorithmic_"):])), source="code")
     file = paths.tasks_dir() / f"{name_or_path}.json"

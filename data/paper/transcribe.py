@@ -58,6 +58,10 @@ def main() -> None:
     write("dev_accuracy_by_layer.csv", ["model", "task", "layer", "accuracy"], curves)
     write("dev_summary.csv", ["model", "task", "n_layers", "best_dev_layer", "baseline", "icl", "tv"], summary)
     write("top_tokens.csv", ["model", "task", "where", "rank", "token"], tokens)
+    with open(REFERENCE / "table3_7_top_tokens.csv", encoding="utf-8") as handle:
+        published = [[r["model"], r["task"], rank + 1, token.strip()] for r in csv.DictReader(handle)
+                     for rank, token in enumerate(r["top_tokens"].split(","))]
+    write("table3_7_top_tokens.csv", ["model", "task", "rank", "token"], published)
 
 
 if __name__ == "__main__":
