@@ -119,12 +119,23 @@ def test_the_runner_stores_every_experiment_and_the_page_reads_them_back(lm, tmp
     assert table.loc["theta replaces (the paper's)", "tiny"].startswith(f"{mean:.2f} [")
 
 
-def test_against_claims_a_gap_only_where_intervals_part():
-    a = pd.Series({"low": 0.6, "high": 0.8})
-    assert beyond.against(a, pd.Series({"low": 0.3, "high": 0.5})) == "above"
-    assert beyond.against(a, pd.Series({"low": 0.85, "high": 0.9})) == "below"
-    assert beyond.against(a, pd.Series({"low": 0.7, "high": 0.9})).startswith("level")
+def test_against_reads_a_paired_difference_and_says_its_interval():
+    contrasts = pd.DataFrame([("a - b", 0.05, 0.01, 0.09, "above"), ("c - d", -0.02, -0.06, 0.02, "level with")],
+                             columns=["measure", "difference", "low", "high", "reading"])
+    assert beyond.against(contrasts, "a - b") == "above (paired difference +0.05 [+0.01, +0.09])"
+    assert beyond.against(contrasts, "c - d").startswith("level with (paired difference -0.02")
     assert beyond.first_within(pd.Series([0.2, 0.85, 0.9, 1.0], index=[1, 2, 3, 5])) == 3
+
+
+def _contrasts(reading_k: str = "above", **readings: str) -> pd.DataFrame:
+    """Made-up `contrasts` rows: every comparison with the given reading ('level with' unless named)."""
+    rows = [("ICL needs k (90% of its best)", 4, 2, 8, ""), ("theta needs k (90% of its best)", 2, 1, 4, ""),
+            ("k ICL needs - k theta needs", 2, 1, 4, reading_k)]
+    for measure in ("mean theta - per context", "mean theta - ICL", "best addition - replacement",
+                    "own format - other format"):
+        rows.append((measure, 0.1, 0.05, 0.15, readings.get(measure.split(" - ")[0].replace(" ", "_"),
+                                                                 "level with")))
+    return pd.DataFrame(rows, columns=["measure", "difference", "low", "high", "reading"])
 
 
 def _swept(rows: list[tuple]) -> pd.DataFrame:
@@ -137,31 +148,49 @@ def _swept(rows: list[tuple]) -> pd.DataFrame:
 
 
 def test_the_pages_sentences_follow_the_numbers():
-    early = beyond.say_demonstrations(_swept([(1, 0.2, 0.5), (2, 0.5, 0.6), (4, 0.9, 0.6), (16, 1.0, 0.6)]))
-    assert "ICL comes within 90% of its own best (1.00) at k = 4" in early[1]
-    assert "theta within 90% of its own best (0.60) at k = 2: theta needs fewer demonstrations than ICL" in early[1]
+    early = beyond.say_demonstrations(_swept([(1, 0.2, 0.5), (2, 0.5, 0.6), (4, 0.9, 0.6), (16, 1.0, 0.6)]),
+                                      _contrasts())
+    assert "ICL comes within 90% of its own best (1.00) at k = 4 (95% interval 2-8)" in early[1]
+    assert "theta within 90% of its own best (0.60) at k = 2 (95% interval 1-4): theta needs fewer demonstrations" \
+        in early[1] and "(paired difference in k +2, 95% interval +1 to +4)" in early[1]
     assert early[0].startswith("Averaged over the 1 task, ICL goes from 0.20 with 1 demonstration to 1.00 with 16")
     assert "250% [" in early[2] and "60% [55%, 65%] of ICL at k = 16" in early[2]
-    late = beyond.say_demonstrations(_swept([(1, 0.0, 0.0), (16, 0.9, 0.9)]))
-    assert "as many demonstrations as" in late[1] and "nothing (ICL scores 0) at k = 1" in late[2]
+    late = beyond.say_demonstrations(_swept([(1, 0.0, 0.0), (16, 0.9, 0.9)]), _contrasts("level with"))
+    assert "cannot tell whether theta needs fewer or more" in late[1] and "nothing (ICL scores 0) at k = 1" in late[2]
 
     def fixed(rows):
         frame = pd.DataFrame(rows, columns=["method", "alpha", "accuracy"]).assign(task="mean")
         return frame.assign(low=frame["accuracy"] - 0.05, high=frame["accuracy"] + 0.05)
 
-    weak = beyond.say_strength(fixed([("add", 0.5, 0.1), ("add", 2.0, 0.3), ("replace", 0.0, 0.7)]))
+    weak = beyond.say_strength(fixed([("add", 0.5, 0.1), ("add", 2.0, 0.3), ("replace", 0.0, 0.7)]),
+                               _contrasts(best_addition="below"))
     assert weak[0].startswith("Adding alpha x theta scores 0.10 at alpha = 0.5, 0.30 at alpha = 2;")
-    assert weak[1] == "The best addition (alpha = 2, 0.30 [0.25, 0.35]) is below replacement."
-    strong = beyond.say_strength(fixed([("add", 1.0, 0.9), ("replace", 0.0, 0.6)]))
-    assert strong[1].endswith("is above replacement.")
+    assert weak[1] == ("The best addition (alpha = 2, 0.30 [0.25, 0.35], chosen on these contexts) is below (paired "
+                       "difference +0.10 [+0.05, +0.15]) replacement.")
+    # marginal intervals that overlap (0.55-0.65 and 0.58-0.68) do not make two settings level: the pair decides
+    close = beyond.say_strength(fixed([("add", 1.0, 0.6), ("replace", 0.0, 0.63)]), _contrasts(best_addition="below"))
+    assert "is below (paired" in close[1]
+    level = beyond.say_strength(fixed([("add", 1.0, 0.9), ("replace", 0.0, 0.6)]), _contrasts())
+    assert "is level with (paired" in level[1]
 
     formats = pd.DataFrame([(s, t, 0.8 if s == t else 0.2) for s in beyond.FORMATS for t in beyond.FORMATS],
                            columns=["source", "target", "hypothesis"]).assign(task="mean")
-    said = beyond.say_formats(formats)
+    said = beyond.say_formats(formats, _contrasts(own_format="above"))
     assert "scores 0.80 on average (the diagonal)" in said[0] and "0.20, 25% of it" in said[0]
-    assert said[0].endswith("theta is tied to the format it was read in.")
+    assert "theta is tied to the format it was read in. Its own format is above (paired" in said[0]
     assert "moves accuracy by 0.60 on average (within a column)" in said[1] and "matters about as much as" in said[1]
     column = formats.assign(hypothesis=[0.1 if t == "x = y" else 0.7 for t in formats["target"]])
-    assert "by 0.00 on average (within a column)" in beyond.say_formats(column)[1]
-    assert beyond.say_formats(column)[1].endswith("the query's format matters more than theta's.")
-    assert beyond.say_formats(formats.assign(hypothesis=0.7))[0].endswith("it carries over to formats it never saw.")
+    assert "by 0.00 on average (within a column)" in beyond.say_formats(column, _contrasts())[1]
+    assert "the query's format matters more than theta's" in beyond.say_formats(column, _contrasts())[1]
+    assert "it carries over to formats it never saw." in beyond.say_formats(formats.assign(hypothesis=0.7),
+                                                                           _contrasts())[0]
+
+
+def test_the_averaged_sentence_reads_each_comparison_from_its_pair():
+    rows = [("mean theta", 1, 0.5), ("mean theta", 50, 0.8), ("per context", 0, 0.66), ("regular", 0, 0.86)]
+    frame = pd.DataFrame(rows, columns=["method", "averaged", "accuracy"]).assign(task="mean")
+    frame = frame.assign(low=frame["accuracy"] - 0.05, high=frame["accuracy"] + 0.05)
+    # 0.80 [0.75, 0.85] and ICL's 0.86 [0.81, 0.91] overlap, yet the paired difference is below 0
+    said = beyond.say_averaged(frame, _contrasts(mean_theta="below"))
+    assert "the mean over 50 scores 0.80 [0.75, 0.85]" in said[0]
+    assert said[1].startswith("The mean theta is below (paired difference +0.10") and " and below (paired" in said[1]

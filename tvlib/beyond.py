@@ -114,18 +114,62 @@ def format_transfer(lm: LM, task: Task, protocol: Protocol = Protocol(),
 def tables(runner, tasks: list[str], n_boot: int = 1000,
            counts: tuple[int, ...] = DEMONSTRATIONS) -> dict[str, pd.DataFrame]:
     """The four experiments of `runner` (a `runs.Runner`) over `tasks`, each as accuracies with 95% intervals:
-    `demos` and `formats` from `intervals.swept_by` (L re-chosen per setting), `averaged` and `strength` from
-    `intervals.fixed_by` at the main experiment's L, with ICL on the same test contexts as a reference."""
-    from tvlib.intervals import fixed_by, swept_by
+    `demos` and `formats` from `intervals.swept` (L re-chosen per setting), `averaged` and `strength` from
+    `intervals.fixed` at the main experiment's L, with ICL on the same test contexts as a reference; each with the
+    replicates of its mean over tasks (`<name>_replicates`), and `contrasts`, the page's comparisons as paired
+    differences read from those replicates."""
+    from tvlib.intervals import fixed, swept
 
     main = runner.main_all(tasks)
     icl = main[(main["split"] == "test") & (main["method"] == "regular")]
     averaged = pd.concat([runner.averaged(tasks), icl.assign(averaged=0)], ignore_index=True)
     strength = pd.concat([runner.strength(tasks), icl.assign(alpha=0.0)], ignore_index=True)
-    return {"demos": swept_by(runner.demonstrations(tasks, counts), "demos", n_boot),
-            "averaged": fixed_by(averaged, "averaged", n_boot),
-            "formats": swept_by(runner.formats(tasks), ["source", "target"], n_boot),
-            "strength": fixed_by(strength, "alpha", n_boot)}
+    found = {}
+    for name, (table, reps) in {"demos": swept(runner.demonstrations(tasks, counts), "demos", n_boot),
+                                "averaged": fixed(averaged, "averaged", n_boot),
+                                "formats": swept(runner.formats(tasks), ["source", "target"], n_boot),
+                                "strength": fixed(strength, "alpha", n_boot)}.items():
+        found[name], found[f"{name}_replicates"] = table, reps
+    found["contrasts"] = contrasts(found)
+    return found
+
+
+def contrasts(found: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every comparison the page states, as a paired difference with its 95% interval and its reading ('above',
+    'below', 'level with' only where the interval excludes or includes 0): settings measured on the same contexts
+    are compared on the same resampled draw, never by whether two marginal intervals overlap."""
+    from tvlib.intervals import bounds, paired
+
+    rows = []
+    averaged, reps = _mean(found["averaged"]), found["averaged_replicates"]
+    big = int(averaged.loc[averaged["method"] == "mean theta", "averaged"].max())
+    point = lambda table, **where: _cell(table, **where)[0]
+    for other, key in (("per context", ("per context", 0)), ("regular", ("regular", 0))):
+        rows.append({"measure": f"mean theta - {'ICL' if other == 'regular' else other}",
+                     **paired(reps[("mean theta", big)], reps[key], point(averaged, method="mean theta", averaged=big)
+                              - point(averaged, method=other, averaged=0))})
+    strength, reps = _mean(found["strength"]), found["strength_replicates"]
+    alpha = float(_best_added(strength)["alpha"])
+    rows.append({"measure": "best addition - replacement",
+                 **paired(reps[("add", alpha)], reps[("replace", 0.0)],
+                          point(strength, method="add", alpha=alpha) - point(strength, method="replace", alpha=0.0))})
+    formats, reps = _mean(found["formats"]), found["formats_replicates"]
+    own = reps["source"] == reps["target"]
+    per = lambda mask: reps[mask].groupby("replicate")["hypothesis"].mean().to_numpy()
+    same, other = _diagonal(formats)
+    rows.append({"measure": "own format - other format", **paired(per(own), per(~own), same - other)})
+    demos, reps = _mean(found["demos"]).set_index("demos"), found["demos_replicates"]
+    needs = {}
+    for method in ("regular", "hypothesis"):
+        curves = reps.pivot(index="replicate", columns="demos", values=method)
+        needs[method] = curves.apply(first_within, axis=1).to_numpy(float)
+        low, high = bounds(needs[method])
+        rows.append({"measure": f"{'ICL' if method == 'regular' else 'theta'} needs k (90% of its best)",
+                     "difference": first_within(demos[method]), "low": low, "high": high, "reading": ""})
+    rows.append({"measure": "k ICL needs - k theta needs",
+                 **paired(needs["regular"], needs["hypothesis"],
+                          first_within(demos["regular"]) - first_within(demos["hypothesis"]))})
+    return pd.DataFrame(rows, columns=["measure", "difference", "low", "high", "reading"])
 
 
 def _mean(table: pd.DataFrame) -> pd.DataFrame:
@@ -151,12 +195,12 @@ def _best_added(strength: pd.DataFrame) -> pd.Series:
     return added.sort_values(["accuracy", "alpha"], ascending=[False, True]).iloc[0]
 
 
-def against(a: pd.Series, b: pd.Series) -> str:
-    """How accuracy `a` compares with `b` (each with `low` and `high`), in words: a gap is claimed only where the
-    two 95% intervals do not overlap."""
-    if a["low"] > b["high"]:
-        return "above"
-    return "below" if a["high"] < b["low"] else "level with (the intervals overlap)"
+def against(contrasts: pd.DataFrame, measure: str, fmt: str = "+.2f") -> str:
+    """One paired comparison of `contrasts` in words: 'above', 'below' or 'level with', then the difference and its
+    interval, so the reading and the numbers it stands on come together."""
+    row = contrasts.set_index("measure").loc[measure]
+    return (f"{row['reading']} (paired difference {row['difference']:{fmt}} "
+            f"[{row['low']:{fmt}}, {row['high']:{fmt}}])")
 
 
 def first_within(values: pd.Series, share: float = 0.9) -> int:
@@ -165,27 +209,38 @@ def first_within(values: pd.Series, share: float = 0.9) -> int:
 
 
 def headlines(found: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The headline number of each experiment, mean over tasks with its 95% interval: one row each, what a page
-    states and a table of models compares."""
+    """The headline number of each experiment, mean over tasks with its 95% interval over contexts (the tasks held
+    fixed), and each comparison as a paired difference: one row each, what a page states and a table of models
+    compares."""
+    from tvlib.intervals import bounds
+
     demos = _mean(found["demos"]).set_index("demos")
     averaged, strength = _mean(found["averaged"]), _mean(found["strength"])
     same, other = _diagonal(_mean(found["formats"]))
+    reps = found["formats_replicates"]
+    own = reps["source"] == reps["target"]
+    per = lambda mask: bounds(reps[mask].groupby("replicate")["hypothesis"].mean())
     alpha = _best_added(strength)["alpha"]
     big = averaged.loc[averaged["method"] == "mean theta", "averaged"].max()
+    paired = found["contrasts"].set_index("measure")
+    diff = lambda measure: (measure, *paired.loc[measure, ["difference", "low", "high"]])
     ratio = "hypothesis / regular"
     rows = [
         *[(f"theta / ICL with {k} demonstration{'s' if k > 1 else ''}", *_cell(demos.reset_index(), ratio, demos=k))
           for k in (demos.index.min(), demos.index.max())],
-        ("ICL needs k (90% of its best)", first_within(demos["regular"]), None, None),
-        ("theta needs k (90% of its best)", first_within(demos["hypothesis"]), None, None),
+        diff("ICL needs k (90% of its best)"), diff("theta needs k (90% of its best)"),
+        diff("k ICL needs - k theta needs"),
         (f"mean theta over {big} contexts", *_cell(averaged, method="mean theta", averaged=big)),
         ("per-context theta (the paper's)", *_cell(averaged, method="per context", averaged=0)),
         ("ICL on the same test contexts", *_cell(averaged, method="regular", averaged=0)),
-        ("theta, same format (mean of diagonal)", same, None, None),
-        ("theta, other format (mean off diagonal)", other, None, None),
+        diff("mean theta - per context"), diff("mean theta - ICL"),
+        ("theta, same format (mean of diagonal)", same, *per(own)),
+        ("theta, other format (mean off diagonal)", other, *per(~own)),
+        diff("own format - other format"),
         ("theta replaces (the paper's)", *_cell(strength, method="replace", alpha=0.0)),
         ("best alpha for adding theta", alpha, None, None),
         ("theta added at that alpha", *_cell(strength, method="add", alpha=alpha)),
+        diff("best addition - replacement"),
     ]
     return pd.DataFrame(rows, columns=["measure", "value", "low", "high"])
 
@@ -216,18 +271,21 @@ def compare(models: list[str], names: list[str], per_category: int = 1, results_
             heads = headlines(tables(runner, picked))
         except TvlibError:
             continue
-        cells = [_formatted(v, lo, hi) for v, lo, hi in zip(heads["value"], heads["low"], heads["high"])]
+        cells = [_formatted(*row) for row in heads[["measure", "value", "low", "high"]].itertuples(index=False)]
         columns[model] = [*cells, ", ".join(short_name(t) for t in picked)]
     if not columns:
         return pd.DataFrame()
     return pd.DataFrame(columns, index=[*heads["measure"], "tasks (one per category)"]).rename_axis("measure")
 
 
-def _formatted(value: float, low: float, high: float) -> str:
-    """A headline as the page writes it: a count as a whole number, an accuracy with its interval if it has one."""
+def _formatted(measure: str, value: float, low: float, high: float) -> str:
+    """A headline as the page writes it: a count as a whole number, a difference with its sign, an accuracy with
+    its interval if it has one."""
+    signed, count = " - " in measure, "needs" in measure
+    fmt = ("+" if signed else "") + (".0f" if count else ".2f")
     if pd.isna(low):
         return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
-    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+    return f"{value:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
 
 
 # --------------------------------------------------------------------------- what the page says, from the numbers
@@ -238,13 +296,17 @@ def _interval(row: pd.Series, column: str = "accuracy", fmt: str = ".2f") -> str
     return f"{row[column]:{fmt}} [{row[low]:{fmt}}, {row[high]:{fmt}}]"
 
 
-def say_demonstrations(table: pd.DataFrame) -> list[str]:
-    """Sentences on `swept_by(..., "demos")`: how ICL and theta grow with k, which saturates first, theta's share."""
+def say_demonstrations(table: pd.DataFrame, contrasts: pd.DataFrame) -> list[str]:
+    """Sentences on `swept_by(..., "demos")` and the `contrasts`: how ICL and theta grow with k, which saturates
+    first (a paired interval on the difference of the k each needs), theta's share."""
     mean = _mean(table).set_index("demos")
     first, last = mean.index.min(), mean.index.max()
-    k_icl, k_theta = first_within(mean["regular"]), first_within(mean["hypothesis"])
-    need = ("fewer demonstrations than" if k_theta < k_icl else
-            "as many demonstrations as" if k_theta == k_icl else "more demonstrations than")
+    need = contrasts.set_index("measure")
+    k_icl, k_theta = (need.loc[f"{who} needs k (90% of its best)"] for who in ("ICL", "theta"))
+    gap = need.loc["k ICL needs - k theta needs"]
+    says = {"above": "theta needs fewer demonstrations than ICL", "below": "theta needs more demonstrations than ICL",
+            "level with": "this sample cannot tell whether theta needs fewer or more demonstrations than ICL"}[
+        gap["reading"]]
     tasks = len(table[table["task"] != "mean"]["task"].unique())
 
     def share(k: int) -> str:
@@ -252,18 +314,22 @@ def say_demonstrations(table: pd.DataFrame) -> list[str]:
             return f"nothing (ICL scores 0) at k = {k}"
         return f"{_interval(mean.loc[k], 'hypothesis / regular', '.0%')} of ICL at k = {k}"
 
+    def k(row: pd.Series) -> str:
+        return f"k = {row['difference']:.0f} (95% interval {row['low']:.0f}-{row['high']:.0f})"
+
     return [f"Averaged over the {tasks} task{'s' if tasks > 1 else ''}, ICL goes from {mean.loc[first, 'regular']:.2f} "
             f"with {first} demonstration{'s' if first > 1 else ''} to {mean.loc[last, 'regular']:.2f} with {last}; "
             f"theta goes from {mean.loc[first, 'hypothesis']:.2f} to {mean.loc[last, 'hypothesis']:.2f}.",
-            f"ICL comes within 90% of its own best ({mean['regular'].max():.2f}) at k = {k_icl}, theta within 90% of "
-            f"its own best ({mean['hypothesis'].max():.2f}) at k = {k_theta}: theta needs {need} ICL to reach its "
-            "plateau.",
+            f"ICL comes within 90% of its own best ({mean['regular'].max():.2f}) at {k(k_icl)}, theta within 90% of "
+            f"its own best ({mean['hypothesis'].max():.2f}) at {k(k_theta)}: {says} to reach its plateau "
+            f"(paired difference in k {gap['difference']:+.0f}, 95% interval {gap['low']:+.0f} to "
+            f"{gap['high']:+.0f}).",
             f"Theta keeps {share(first)} and {share(last)}."]
 
 
-def say_averaged(table: pd.DataFrame) -> list[str]:
-    """Sentences on `fixed_by(..., "averaged")`: how fast the mean theta converges, and where it stands against the
-    per-context theta and ICL."""
+def say_averaged(table: pd.DataFrame, contrasts: pd.DataFrame) -> list[str]:
+    """Sentences on `fixed_by(..., "averaged")` and the `contrasts`: how fast the mean theta converges, and where it
+    stands against the per-context theta and ICL on the same contexts (paired)."""
     mean = _mean(table)
     curve = mean[mean["method"] == "mean theta"].set_index("averaged")
     big = curve.loc[curve.index.max()]
@@ -271,13 +337,14 @@ def say_averaged(table: pd.DataFrame) -> list[str]:
     icl = mean[mean["method"] == "regular"].iloc[0]
     return [f"One dev context's theta scores {curve.iloc[0]['accuracy']:.2f}; the mean over {curve.index.max()} scores "
             f"{_interval(big)}, and reaches 95% of its best from m = {first_within(curve['accuracy'], 0.95)} on.",
-            f"The mean theta is {against(big, own)} the paper's per-context theta ({_interval(own)}) and "
-            f"{against(big, icl)} ICL on the same contexts ({_interval(icl)})."]
+            f"The mean theta is {against(contrasts, 'mean theta - per context')} the paper's per-context theta "
+            f"({_interval(own)}) and {against(contrasts, 'mean theta - ICL')} ICL on the same contexts "
+            f"({_interval(icl)})."]
 
 
-def say_formats(table: pd.DataFrame) -> list[str]:
-    """Sentences on `swept_by(..., ["source", "target"])`: theta in its own format against theta carried to
-    another, and the reading that follows (task or format)."""
+def say_formats(table: pd.DataFrame, contrasts: pd.DataFrame) -> list[str]:
+    """Sentences on `swept_by(..., ["source", "target"])` and the `contrasts`: theta in its own format against theta
+    carried to another (paired), and the reading that follows (task or format)."""
     cells = _mean(table)
     same, other = _diagonal(cells)
     kept = other / same if same else float("nan")
@@ -286,7 +353,8 @@ def say_formats(table: pd.DataFrame) -> list[str]:
                "partly the task's and partly the format's" if kept >= 0.5 else "tied to the format it was read in")
     sentences = [f"Theta read in the query's own format scores {same:.2f} on average (the diagonal); read in one "
                  f"format and patched into another, {other:.2f}" + ("" if not same else f", {kept:.0%} of it")
-                 + f": theta is {reading}."]
+                 + f": theta is {reading}. Its own format is "
+                 f"{against(contrasts, 'own format - other format')} another format."]
     grid = cells.pivot(index="source", columns="target", values="hypothesis")
     by_source = (grid.max(axis=0) - grid.min(axis=0)).mean()  # within a column: theta's format changes
     by_target = (grid.max(axis=1) - grid.min(axis=1)).mean()  # within a row: the query's format changes
@@ -294,7 +362,7 @@ def say_formats(table: pd.DataFrame) -> list[str]:
              "more than" if by_target > by_source else "less than")
     sentences.append(f"Changing the format theta was read in moves accuracy by {by_source:.2f} on average (within a "
                      f"column); changing the query's format moves it by {by_target:.2f} (within a row): the query's "
-                     f"format matters {which} theta's.")
+                     f"format matters {which} theta's (point estimates, no interval).")
     paper = next(iter(FORMATS))
     if paper in set(cells["source"]):
         out = cells[(cells["source"] == paper) & (cells["target"] != paper)]["hypothesis"].mean()
@@ -304,12 +372,14 @@ def say_formats(table: pd.DataFrame) -> list[str]:
     return sentences
 
 
-def say_strength(table: pd.DataFrame) -> list[str]:
-    """Sentences on `fixed_by(..., "alpha")`: adding alpha x theta at each alpha against replacing the state."""
+def say_strength(table: pd.DataFrame, contrasts: pd.DataFrame) -> list[str]:
+    """Sentences on `fixed_by(..., "alpha")` and the `contrasts`: adding alpha x theta at each alpha against
+    replacing the state (paired, at the best alpha, which is chosen on the same contexts)."""
     mean = _mean(table)
     added = mean[mean["method"] == "add"].sort_values("alpha")
     best = _best_added(mean)
     swap = mean[mean["method"] == "replace"].iloc[0]
     each = ", ".join(f"{row.accuracy:.2f} at alpha = {row.alpha:g}" for row in added.itertuples())
     return [f"Adding alpha x theta scores {each}; replacing the state scores {_interval(swap)}.",
-            f"The best addition (alpha = {best['alpha']:g}, {_interval(best)}) is {against(best, swap)} replacement."]
+            f"The best addition (alpha = {best['alpha']:g}, {_interval(best)}, chosen on these contexts) is "
+            f"{against(contrasts, 'best addition - replacement')} replacement."]

@@ -190,13 +190,16 @@ def _keys(by: str | list[str]) -> list[str]:
     return [by] if isinstance(by, str) else list(by)
 
 
-def swept_by(predictions: pd.DataFrame, by: str | list[str], n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+def swept(predictions: pd.DataFrame, by: str | list[str], n_boot: int = N_BOOT,
+          seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For main experiments run under several settings (column(s) `by`: demos, or source and target format): per
     task and setting, baseline, regular and hypothesis (L chosen on dev) with their 95% intervals (L re-chosen in
-    every replicate), and the mean over tasks (task 'mean', resampling within every task) with hypothesis / regular."""
+    every replicate), and the mean over tasks (task 'mean', resampling within every task) with hypothesis / regular.
+    Second, the replicates of each setting's mean (columns `by`, replicate, the methods, the ratio): a task's
+    contexts are resampled alike in every setting (its seeded generator), so two settings are compared paired."""
     from tvlib.experiments import summarize
 
-    keys, rows = _keys(by), []
+    keys, rows, means = _keys(by), [], []
     for values, frame in predictions.groupby(keys, sort=True):
         setting = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
         point, reps = summarize(frame), replicates(frame, n_boot, seed)
@@ -204,6 +207,7 @@ def swept_by(predictions: pd.DataFrame, by: str | list[str], n_boot: int = N_BOO
         for record in point.rename(columns={"best_layer": "L"}).to_dict("records"):
             rows.append({**setting, **record, **ci.loc[record["task"]].to_dict()})
         mean = averaged(reps, list(point["task"]))
+        means.append(mean.reset_index().assign(**setting))
         row = {**setting, "task": "mean", "category": "mean", "L": None}
         for column in ("baseline", "regular", "hypothesis"):
             row[column] = point[column].mean()
@@ -211,14 +215,21 @@ def swept_by(predictions: pd.DataFrame, by: str | list[str], n_boot: int = N_BOO
         row["hypothesis / regular"] = row["hypothesis"] / row["regular"] if row["regular"] else float("nan")
         row["hypothesis / regular_low"], row["hypothesis / regular_high"] = bounds(mean["hypothesis / regular"])
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), pd.concat(means, ignore_index=True)
 
 
-def fixed_by(predictions: pd.DataFrame, by: str, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+def swept_by(predictions: pd.DataFrame, by: str | list[str], n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """`swept`'s table alone."""
+    return swept(predictions, by, n_boot, seed)[0]
+
+
+def fixed(predictions: pd.DataFrame, by: str, n_boot: int = N_BOOT,
+          seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For predictions at one fixed layer under several settings (method and the column `by`: alpha, or the number of
     contexts averaged): accuracy per task and setting with its 95% interval, and the mean over tasks (task 'mean').
     A task's test contexts are resampled alike for every setting, so two settings are compared on the same draw;
-    the layer is not re-chosen (it was chosen before, in the main experiment)."""
+    the layer is not re-chosen (it was chosen before, in the main experiment). Second, the replicates of the mean
+    over tasks: one row a replicate, one column a (method, setting)."""
     rows, means = [], []
     for task, frame in predictions.groupby("task", sort=False):
         grid = frame.pivot_table(index="context", columns=["method", by], values="correct", aggfunc="first")
@@ -235,4 +246,10 @@ def fixed_by(predictions: pd.DataFrame, by: str, n_boot: int = N_BOOT, seed: int
     pooled = np.mean(means, axis=0)  # every task's grid has the same columns, in the same sorted order
     mean = table.groupby(["method", by], sort=True)["accuracy"].mean().reset_index().assign(task="mean")
     mean["low"], mean["high"] = zip(*(bounds(pooled[:, j]) for j in range(len(mean))))
-    return pd.concat([table, mean[table.columns]], ignore_index=True)
+    columns = pd.MultiIndex.from_frame(mean[["method", by]])
+    return pd.concat([table, mean[table.columns]], ignore_index=True), pd.DataFrame(pooled, columns=columns)
+
+
+def fixed_by(predictions: pd.DataFrame, by: str, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """`fixed`'s table alone."""
+    return fixed(predictions, by, n_boot, seed)[0]
