@@ -7,7 +7,8 @@ import torch
 
 from tvlib import bench, cli
 from tvlib.errors import TvlibError
-from tvlib.tiny import paper_shape_lm, save_tiny, tiny_lm
+from tvlib.models import paper_shape_lm
+from tvlib.tiny import save_tiny, tiny_lm
 
 SUMMARY = re.compile(r"^speedup=\d+(\.\d+)? full_protocol_s_per_task=\d+(\.\d+)? warm_load_s=\d+(\.\d+)? "
                      r"efficiency=\d+(\.\d+)?$")
@@ -21,7 +22,8 @@ def tiny_folder(tmp_path_factory):
 
 def test_bench_command_reports_agreeing_sweeps_and_a_parsable_last_line(tiny_folder, capsys):
     """`python -m tvlib bench` end to end, on a shrunken protocol (the hidden --quick)."""
-    code = cli.main(["bench", "--model", str(tiny_folder), "--tasks", "algorithmic_to_upper", "--quick"])
+    code = cli.main(["bench", "--model", str(tiny_folder), "--tasks", "algorithmic_to_upper", "--quick",
+                     "--dtype", "float32"])  # explicit: 'auto' means bfloat16 on a CPU with native bfloat16
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0
     assert SUMMARY.match(out[-1]), out[-1]

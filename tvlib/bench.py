@@ -253,7 +253,7 @@ def load(model: str, device: str, dtype: str | torch.dtype, random_config: str |
          scale: int = 1) -> tuple[LM, float]:
     """The benchmarked model (cached weights, or a random paper shape) and the seconds it took in this process."""
     if random_config:
-        from tvlib.tiny import paper_shape_lm
+        from tvlib.models import paper_shape_lm
 
         return timed(paper_shape_lm, random_config, device, dtype, scale, device=device)
     return timed(load_model, model, device, dtype, device=device)

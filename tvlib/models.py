@@ -352,10 +352,35 @@ def random_shape(spec: str) -> tuple[str, int]:
     return shape, int(scale or 1)
 
 
+def paper_shape_lm(name: str, device: str = "cpu", dtype: str | torch.dtype = "float32", scale: int = 1,
+                   seed: int = 0) -> LM:
+    """A randomly initialised model of a paper shape (PAPER_SHAPES), to time a GPU without downloading weights.
+
+    It uses the character tokenizer (`char_tokenizer`), so a prompt is several times more tokens than with the
+    paper's BPE tokenizers (roughly 2x for single letters, ~4x for words): seconds per task are pessimistic, and
+    only tasks whose outputs are single characters (e.g. algorithmic_to_upper, _next_letter) survive the
+    single-token filter. Weights are drawn in float32 from `seed` and then cast, so a bfloat16 model and its
+    float32 rebuild are the same weights rounded. On CUDA the model is built on the GPU directly (no 27 GB CPU copy).
+    """
+    from transformers import AutoModelForCausalLM
+
+    from tvlib.shapes import char_tokenizer, paper_shape_config
+
+    _check_device(device)
+    config = paper_shape_config(name, scale)
+    torch.manual_seed(seed)
+    if device.startswith("cuda"):
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    else:
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).to(device)
+    model = model.to(resolve_dtype(dtype, device))
+    suffix = f"/{scale}" if scale > 1 else ""
+    return wrap(model, char_tokenizer(), f"random-{name}{suffix}")
+
+
 def _random_lm(name: str, device: str, dtype: str | torch.dtype) -> LM:
     """A paper shape with random weights and the character tokenizer: the GPU path runs without any download."""
-    from tvlib.tiny import paper_shape_lm
-
     shape, scale = random_shape(name)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -400,7 +425,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torc
 def n_blocks(name: str = DEFAULT_MODEL) -> int:
     """The number of decoder blocks from the model's config alone, so a page can name it without loading weights."""
     if name.startswith(RANDOM):
-        from tvlib.tiny import paper_shape_config
+        from tvlib.shapes import paper_shape_config
 
         return paper_shape_config(*random_shape(name)).num_hidden_layers
     _hub_settings()
@@ -435,7 +460,7 @@ def _tokenizer(name: str, source: str | Path):
 def load_tokenizer(name: str = DEFAULT_MODEL):
     """Only the tokenizer (for data statistics), through the same resolution as load_model."""
     if name.startswith(RANDOM):
-        from tvlib.tiny import char_tokenizer
+        from tvlib.shapes import char_tokenizer
 
         return char_tokenizer()
     _hub_settings()
