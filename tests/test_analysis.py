@@ -109,6 +109,8 @@ def test_verdicts_follow_their_stated_thresholds():
     assert verdicts.layers(peak.replace(5, 6)).outcome == verdicts.FAILS  # falls too late
     assert verdicts.layers(pd.Series({**peak, "blocks to fall": pd.NA})).outcome == verdicts.FAILS  # never falls
     assert verdicts.layers(peak.replace(0.5, 0.75)).outcome == verdicts.FAILS
+    none = pd.Series({"peak layer": np.nan, "blocks": 20})  # no task passes Figure 3's filter
+    assert verdicts.layers(none, (np.nan, np.nan)).outcome == verdicts.UNDECIDED
     scores = pd.DataFrame({"metric": ["5-NN task accuracy", "mean cosine distance within task",
                                       "mean cosine distance across tasks"], "value": [0.95, 0.1, 0.2]})
     means = pd.DataFrame({"within task": [0.1, 0.1], "across tasks": [0.2, 0.3]}, index=["a", "b"])
@@ -198,10 +200,10 @@ def test_a_paired_difference_is_read_from_its_own_interval_not_from_overlap():
     low_a, high_a = intervals.bounds(a)
     low_b, high_b = intervals.bounds(b)
     assert low_a < high_b  # the marginal intervals overlap ...
-    read = intervals.paired(a, b, 0.03)
+    read = intervals.difference(a, b, 0.03)
     assert read["reading"] == "above" and read["low"] > 0  # ... but the paired difference excludes 0
-    assert intervals.paired(b, a, -0.03)["reading"] == "below"
-    assert intervals.paired(shared, shared + rng.normal(0, 0.01, 1000), 0.0)["reading"] == "level with"
+    assert intervals.difference(b, a, -0.03)["reading"] == "below"
+    assert intervals.difference(shared, shared + rng.normal(0, 0.01, 1000), 0.0)["reading"] == "level with"
 
 
 def test_a_mean_over_few_tasks_is_resampled_over_tasks_too():

@@ -138,7 +138,7 @@ def contrasts(found: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Every comparison the page states, as a paired difference with its 95% interval and its reading ('above',
     'below', 'level with' only where the interval excludes or includes 0): settings measured on the same contexts
     are compared on the same resampled draw, never by whether two marginal intervals overlap."""
-    from tvlib.intervals import bounds, paired
+    from tvlib.intervals import bounds, difference
 
     rows = []
     averaged, reps = _mean(found["averaged"]), found["averaged_replicates"]
@@ -146,18 +146,18 @@ def contrasts(found: dict[str, pd.DataFrame]) -> pd.DataFrame:
     point = lambda table, **where: _cell(table, **where)[0]
     for other, key in (("per context", ("per context", 0)), ("regular", ("regular", 0))):
         rows.append({"measure": f"mean theta - {'ICL' if other == 'regular' else other}",
-                     **paired(reps[("mean theta", big)], reps[key], point(averaged, method="mean theta", averaged=big)
+                     **difference(reps[("mean theta", big)], reps[key], point(averaged, method="mean theta", averaged=big)
                               - point(averaged, method=other, averaged=0))})
     strength, reps = _mean(found["strength"]), found["strength_replicates"]
     alpha = float(_best_added(strength)["alpha"])
     rows.append({"measure": "best addition - replacement",
-                 **paired(reps[("add", alpha)], reps[("replace", 0.0)],
+                 **difference(reps[("add", alpha)], reps[("replace", 0.0)],
                           point(strength, method="add", alpha=alpha) - point(strength, method="replace", alpha=0.0))})
     formats, reps = _mean(found["formats"]), found["formats_replicates"]
     own = reps["source"] == reps["target"]
     per = lambda mask: reps[mask].groupby("replicate")["hypothesis"].mean().to_numpy()
     same, other = _diagonal(formats)
-    rows.append({"measure": "own format - other format", **paired(per(own), per(~own), same - other)})
+    rows.append({"measure": "own format - other format", **difference(per(own), per(~own), same - other)})
     demos, reps = _mean(found["demos"]).set_index("demos"), found["demos_replicates"]
     needs = {}
     for method in ("regular", "hypothesis"):
@@ -167,7 +167,7 @@ def contrasts(found: dict[str, pd.DataFrame]) -> pd.DataFrame:
         rows.append({"measure": f"{'ICL' if method == 'regular' else 'theta'} needs k (90% of its best)",
                      "difference": first_within(demos[method]), "low": low, "high": high, "reading": ""})
     rows.append({"measure": "k ICL needs - k theta needs",
-                 **paired(needs["regular"], needs["hypothesis"],
+                 **difference(needs["regular"], needs["hypothesis"],
                           first_within(demos["regular"]) - first_within(demos["hypothesis"]))})
     return pd.DataFrame(rows, columns=["measure", "difference", "low", "high", "reading"])
 
@@ -255,17 +255,14 @@ def as_long(table: pd.DataFrame, by: str) -> pd.DataFrame:
                       for method in ("regular", "hypothesis", "baseline")], ignore_index=True)
 
 
-def compare(models: list[str], names: list[str], per_category: int = 1, results_dir=None,
-            protocol: Protocol = Protocol()) -> pd.DataFrame:
-    """The headline numbers of several models side by side ('value [low, high]'), from stored results only: a model
-    whose results are not in `results_dir` is left out, so a page can table whichever models were run."""
+def compare(runners: dict, names: list[str], per_category: int = 1) -> pd.DataFrame:
+    """The headline numbers of several models side by side ('value [low, high]'), from their runners (`runs.Runner`,
+    stored_only): a model whose results are not stored is left out, so a page can table whichever models were run."""
     from tvlib.errors import TvlibError
     from tvlib.experiments import summarize
-    from tvlib.runs import Runner
 
     columns = {}
-    for model in models:
-        runner = Runner(model, protocol=protocol, results_dir=results_dir, stored_only=True)
+    for model, runner in runners.items():
         try:
             picked = pick_tasks(summarize(runner.main_all(names)), per_category)
             heads = headlines(tables(runner, picked))

@@ -64,21 +64,39 @@ def check(runner: Runner, n_boot: int = intervals.N_BOOT) -> list[Verdict]:
     ties = experiments.tied_peaks(curves[curves["task"].isin(filtered)], n_layers)
     depth_ci = intervals.bounds(intervals.peak_depths(main, filtered, n_boot))
 
+    return [verdicts.accuracy(average, figure4_ci), verdicts.layers(peak, depth_ci, ties),
+            _clusters(runner, names, kept, left_out), _dominance(runner, summary, n_boot),
+            verdicts.interpretation(at_plus2(runner.projection(names)), describing_words(), left_out)]
+
+
+def check_all_tasks(runner: Runner, n_boot: int = intervals.N_BOOT) -> dict[int, Verdict]:
+    """Claims 3-5 with every task and pair counted, as the paper counts them: what leaving out the tasks whose
+    layer carries no task changes (measured on the Deviations page)."""
+    names = task_list("all")
+    summary = experiments.summarize(runner.main_all(names))
+    return {3: _clusters(runner, names, names, []), 4: _dominance(runner, summary, n_boot, every_pair=True),
+            5: verdicts.interpretation(at_plus2(runner.projection(names)), describing_words())}
+
+
+def _clusters(runner: Runner, names: list[str], kept: list[str], left_out: list[str]) -> Verdict:
+    """Claim 3 over `kept` (its scores stored as `scores_testable`, or `scores` when every task is kept)."""
     robust = runner.robustness(names)
-    scores = robust["scores_testable"]
+    scores = robust["scores" if not left_out else "scores_testable"]
     knn = scores.set_index("metric")["value"].filter(like="-NN task accuracy")
     knn_ci = intervals.wilson(knn.iloc[0], len(kept) * defaults.ROBUSTNESS_VECTORS) if len(knn) else None
-    means = task_means(robust["task_distances"]).loc[kept]
+    return verdicts.clusters(scores, task_means(robust["task_distances"]).loc[kept], knn_ci, left_out)
 
+
+def _dominance(runner: Runner, summary: pd.DataFrame, n_boot: int, every_pair: bool = False) -> Verdict:
+    """Claim 4 from the stored conflicting pairs, each pair's patched accuracy on B with its bootstrap interval;
+    `every_pair` counts the pairs whose theta_B carries no task too."""
     rows = runner.conflicting(CONFLICTS)
     table = experiments.dominance_table(rows, experiments.gains(summary))
+    if every_pair:
+        table["b_carries"] = True
     patched = rows[rows["method"] == "patched"]
     b_ci = {(a, b): intervals.proportion(f["correct_b"], n_boot) for (a, b), f in patched.groupby(["task_a", "task_b"])}
-
-    tokens = at_plus2(runner.projection(names))
-    return [verdicts.accuracy(average, figure4_ci), verdicts.layers(peak, depth_ci, ties),
-            verdicts.clusters(scores, means, knn_ci, left_out),
-            verdicts.dominance(table, b_ci), verdicts.interpretation(tokens, describing_words(), left_out)]
+    return verdicts.dominance(table, b_ci)
 
 
 def tally(found: list[Verdict]) -> str:

@@ -129,10 +129,11 @@ def binomial_replicates(summary: pd.DataFrame, n_test: int, n_baseline: int, n_b
     return pd.concat(frames, ignore_index=True)
 
 
-def paired(a: np.ndarray, b: np.ndarray, point: float) -> dict:
-    """A paired difference a - b from replicates drawn on the same resampled contexts, with its 95% interval, and
-    how it reads: 'above' or 'below' only where the interval excludes 0 (overlapping marginal intervals say
-    nothing about a paired difference)."""
+def difference(a: np.ndarray, b: np.ndarray, point: float) -> dict:
+    """The difference a - b of two settings' replicates, with its 95% interval, and how it reads: 'above' or 'below'
+    only where the interval excludes 0. Paired where both were drawn on the same resampled contexts (then
+    overlapping marginal intervals say nothing about the difference); independent where they come from different
+    contexts, each resampled on its own."""
     low, high = bounds(np.asarray(a, float) - np.asarray(b, float))
     reading = "above" if low > 0 else "below" if high < 0 else "level with"
     return {"difference": point, "low": low, "high": high, "reading": reading}
@@ -150,8 +151,17 @@ def with_intervals(summary: pd.DataFrame, reps: pd.DataFrame) -> pd.DataFrame:
 
 def proportion(correct: np.ndarray | pd.Series, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float]:
     """The bootstrap interval of a plain proportion (e.g. a dominance pair's accuracy over its queries)."""
-    values = np.asarray(correct, float)
-    return bounds(_resampled_means(np.random.default_rng(seed), values, n_boot))
+    return bounds(proportion_replicates(correct, n_boot, seed))
+
+
+def proportion_replicates(correct: np.ndarray | pd.Series, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
+    """Bootstrap replicates of a plain proportion over its items (queries or contexts)."""
+    return _resampled_means(np.random.default_rng(seed), np.asarray(correct, float), n_boot)
+
+
+def binomial(p: float, n: int, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
+    """Replicates of a published proportion p over n items, redrawn as binomial counts (no predictions stored)."""
+    return np.random.default_rng(seed).binomial(n, p, n_boot) / n
 
 
 def peak_depths(predictions: pd.DataFrame, tasks: list[str], n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
@@ -159,6 +169,8 @@ def peak_depths(predictions: pd.DataFrame, tasks: list[str], n_boot: int = N_BOO
     dev contexts of every task: how sure the peak of chapter 2 is."""
     curves = [_resampled_means(_rng(t, seed), _grid(f, "dev"), n_boot)
               for t, f in predictions[predictions["task"].isin(tasks)].groupby("task", sort=False)]
+    if not curves:  # no task passes the filter: nothing to resample
+        return np.array([])
     mean = np.mean(curves, axis=0)  # replicates x layers
     return (mean.argmax(axis=1) + 1) / mean.shape[1]
 

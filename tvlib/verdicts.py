@@ -71,8 +71,9 @@ class Verdict:
         return self.outcome
 
     def sentence(self, who: str) -> str:
+        """The verdict in words, with its numbers and notes (a page states the rule once, from `RULES`)."""
         notes = "".join(f" {n[0].upper()}{n[1:]}." for n in self.notes)
-        return f"{who}: the claim {self.outcome} ({self.evidence}; rule: {self.criterion}).{notes}"
+        return f"{who}: the claim {self.outcome} ({self.evidence}).{notes}"
 
     def line(self) -> str:
         return f"claim {self.number}: {self.outcome}: {self.evidence}" + "".join(f"; {n}" for n in self.notes)
@@ -158,6 +159,10 @@ def _peak_outcome(depth: float, fall, ci: tuple[float, float] | None) -> str:
 def layers(peak: pd.Series, ci: tuple[float, float] | None = None, ties: pd.DataFrame | None = None) -> Verdict:
     """Claim 2 from one row of `experiments.depth_peaks` (Figure 3's filter), the bootstrap interval of the peak's
     depth, and `ties` (`experiments.tied_peaks`: every layer whose mean equals the peak, with its depth and fall)."""
+    if pd.isna(peak.get("peak layer")):
+        return Verdict(2, "theta works from a middle layer on and collapses after it", UNDECIDED,
+                       "no task passes Figure 3's filter", ("undecided: no mean dev curve to read",))
+    ci = None if ci is None or any(map(pd.isna, ci)) else ci
     depth, fall = peak["relative depth"], peak["blocks to fall"]
     outcome = _peak_outcome(depth, fall, ci)
     notes = list(_where(outcome, f"the depth interval reaches an edge of the band {MIDDLE[0]}-{MIDDLE[1]}"))
