@@ -161,3 +161,25 @@ def test_first_token_tells_a_bos_from_the_prompts_own_first_piece():
     with_bos = char_tokenizer()
     with_bos.backend_tokenizer.post_processor = TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
     assert first_token(with_bos) == {"token": "<bos>", "special": True}
+
+
+def test_a_paper_format_task_file_takes_its_category_from_its_folder_or_the_option(tmp_path):
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    (folder / "country_capital.json").write_text(json.dumps({"France": "Paris", "Peru": "Lima"}), encoding="utf-8")
+    (tmp_path / "capitals.json").write_text(json.dumps({"France": "Paris", "Peru": "Lima"}), encoding="utf-8")
+    paper_layout = load_task(str(folder / "country_capital.json"))
+    assert paper_layout.category == "knowledge"  # scored by prefix, answers of several tokens kept
+    assert paper_layout.score("Par", paper_layout.examples[0])
+    assert load_task(str(tmp_path / "capitals.json")).category == "custom"
+    assert load_task(str(tmp_path / "capitals.json"), "knowledge").category == "knowledge"
+    assert load_task(str(folder / "country_capital.json"), "custom").category == "custom"
+    with pytest.raises(TvlibError, match="unknown category"):
+        load_task(str(tmp_path / "capitals.json"), "geography")
+    with pytest.raises(TvlibError, match="only with a task file"):
+        load_task("algorithmic_to_upper", "knowledge")
+
+
+def test_a_misspelt_algorithmic_task_names_itself_and_lists_the_known_ones():
+    with pytest.raises(TvlibError, match=r"'algorithmic_to_uper'.*algorithmic_to_upper"):
+        load_task("algorithmic_to_uper")

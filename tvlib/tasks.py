@@ -74,7 +74,8 @@ def _algorithmic(kind: str) -> list[Example]:
         return [Example(c, c.lower()) for c in upper]
     if kind in ("list_first", "list_last"):
         return [Example(",".join(items), items[0] if kind == "list_first" else items[-1]) for items in _letter_lists()]
-    raise TvlibError(f"unknown algorithmic task {kind!r}")
+    raise TvlibError(f"unknown task 'algorithmic_{kind}'. Known tasks: {', '.join(task_names())}; "
+                     "or pass a path to a JSON file")
 
 
 def _letter_lists(per_length: int = 300) -> list[tuple[str, ...]]:
