@@ -371,3 +371,15 @@ def test_figure4_intervals_follow_the_papers_filter():
     ci = intervals.figure4(reps, summary)  # b is dropped: regular - baseline < 0.2
     assert ci["hypothesis"][0] == pytest.approx(0.405) and ci["hypothesis"][1] == pytest.approx(0.595)
     assert set(ci) == {"baseline", "hypothesis", "regular", "hypothesis / regular"}
+
+
+def test_the_robustness_window_carries_blocks_10_to_19_of_32_to_another_depth():
+    from tvlib import defaults
+
+    assert experiments.window_layers(32, defaults.ROBUSTNESS_WINDOW) == list(range(10, 20))
+    assert experiments.window_layers(18, defaults.ROBUSTNESS_WINDOW) == [6, 7, 8, 9, 10]
+    rows = [{"task": "t", "split": "dev", "method": "hypothesis", "layer": layer, "context": c,
+             "correct": (layer == 2) or (layer in (1, 3) and c == 0)} for layer in range(6) for c in range(2)]
+    # layer 2 scores 1.0, layers 1 and 3 score 0.5; depth in [0.5, 0.7] keeps blocks 2-3 of 6, [0.6, 0.7] block 3
+    assert experiments.best_layers_within(pd.DataFrame(rows), (0.5, 0.7)) == {"t": 2}
+    assert experiments.best_layers_within(pd.DataFrame(rows), (0.6, 0.7)) == {"t": 3}

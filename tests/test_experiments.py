@@ -172,6 +172,13 @@ def test_a_robustness_frame_that_joins_later_leaves_the_stored_ones_untouched(lm
     again = runner.robustness(tasks, n=8, demos=3)
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before
     assert (folder / "scores_testable.csv").exists() and set(again) >= {"scores", "scores_testable"}
+    with pytest.raises(TvlibError, match="other settings"):  # never overwritten by a run of other settings
+        runner.robustness(tasks, n=6, demos=3)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before
+    window = runner.robustness(tasks, "window", n=8, demos=3)  # the official script's rule, a folder of its own
+    assert (tmp_path / "tiny" / "robustness_window" / "tsne.csv").exists() and len(window["tsne"]) == 16
+    with pytest.raises(TvlibError, match="'window'"):
+        runner.robustness(tasks, "middle", n=8, demos=3)
 
 
 def test_task_list_parameter():

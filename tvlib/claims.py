@@ -79,11 +79,17 @@ def check_all_tasks(runner: Runner, n_boot: int = intervals.N_BOOT) -> dict[int,
 
 
 def _clusters(runner: Runner, names: list[str], kept: list[str], left_out: list[str]) -> Verdict:
-    """Claim 3 over `kept` (its scores stored as `scores_testable`, or `scores` when every task is kept)."""
-    robust = runner.robustness(names)
+    """Claim 3 over `kept` from the runner's stored robustness result."""
+    return clusters_verdict(runner.robustness(names), kept, left_out)
+
+
+def clusters_verdict(robust: dict[str, pd.DataFrame], kept: list[str], left_out: list[str]) -> Verdict:
+    """Claim 3 from one robustness result (`Runner.robustness`) over `kept` (its scores stored as
+    `scores_testable`, or `scores` when every task is kept)."""
     scores = robust["scores" if not left_out else "scores_testable"]
     knn = scores.set_index("metric")["value"].filter(like="-NN task accuracy")
-    knn_ci = intervals.wilson(knn.iloc[0], len(kept) * defaults.ROBUSTNESS_VECTORS) if len(knn) else None
+    vectors = int(robust["tsne"]["task"].isin(kept).sum())  # the 5-NN vote's trials
+    knn_ci = intervals.wilson(knn.iloc[0], vectors) if len(knn) else None
     return verdicts.clusters(scores, task_means(robust["task_distances"]).loc[kept], knn_ci, left_out)
 
 

@@ -14,6 +14,7 @@ SEED = 41
 # The other experiments, as the paper's scripts run them.
 ROBUSTNESS_VECTORS = 50   # task vectors per task
 ROBUSTNESS_DEMOS = 4
+ROBUSTNESS_WINDOW = (11 / 32, 20 / 32)  # its script's layer sweep, blocks 10-19 of LLaMA 7B's 32, as depth (L+1)/N
 CONFLICT_QUERIES = 100
 CONFLICT_DEMOS = 4
 PROJECTION_TOP = 20       # alphabetic tokens kept from the top 100 logits

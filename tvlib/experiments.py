@@ -137,6 +137,21 @@ def best_layer(curve: pd.DataFrame) -> int:
     return int(ordered.loc[ordered["accuracy"].idxmax(), "layer"])
 
 
+def window_layers(n_layers: int, window: tuple[float, float]) -> list[int]:
+    """The blocks whose relative depth (L + 1) / N lies in `window`: a window of blocks fixed for one model's depth
+    (the robustness script's 10-19 of 32), carried to another."""
+    return [layer for layer in range(n_layers) if window[0] <= (layer + 1) / n_layers <= window[1]]
+
+
+def best_layers_within(predictions: pd.DataFrame, window: tuple[float, float]) -> dict[str, int]:
+    """Each task's best dev layer among the blocks of `window` (`window_layers`), ties to the lowest, read from the
+    main experiment's dev sweep: the robustness script's rule on this book's sweep."""
+    curves = dev_curve(predictions)
+    n_layers = int(curves["layer"].max()) + 1
+    inside = curves[curves["layer"].isin(window_layers(n_layers, window))]
+    return {task: best_layer(curve) for task, curve in inside.groupby("task", sort=False)}
+
+
 def dev_curve(predictions: pd.DataFrame) -> pd.DataFrame:
     """Dev accuracy per layer from the dev sweep's predictions."""
     dev = predictions[(predictions["split"] == "dev") & (predictions["method"] == "hypothesis")]

@@ -97,25 +97,36 @@ class Runner:
         summary = experiments.summarize(self.main_all(tasks))
         return dict(zip(summary["task"], summary["best_layer"].astype(int)))
 
-    def robustness(self, tasks: list[str], layer: int | None = None, n: int = defaults.ROBUSTNESS_VECTORS,
+    def robustness(self, tasks: list[str], layer: int | str | None = None, n: int = defaults.ROBUSTNESS_VECTORS,
                    demos: int = defaults.ROBUSTNESS_DEMOS) -> dict[str, pd.DataFrame]:
-        """Thetas of every task, each at its own L chosen in the main experiment (or all at `layer`): t-SNE
+        """Thetas of every task, each at its own L chosen in the main experiment (or all at `layer`; or, with
+        `layer="window"`, each at its best dev layer within the official script's window of depth,
+        `defaults.ROBUSTNESS_WINDOW`): t-SNE
         coordinates, distance histograms (pooled and per task), each task's nearest other task, and clustering
         scores over all tasks (`scores`) and over the tasks that can test the claim (`scores_testable`: ICL adds
         at least `verdicts.MIN_GAIN` over the query alone, so L carries the task)."""
         protocol = replace(self.protocol, demos=demos)
         summary = experiments.summarize(self.main_all(tasks))
-        layers = dict(zip(summary["task"], summary["best_layer"].astype(int))) if layer is None \
-            else {t: layer for t in tasks}
+        if isinstance(layer, str) and layer != "window":
+            raise TvlibError(f"layer must be a block number, None (each task's own L) or 'window', not {layer!r}")
+        if layer == "window":
+            layers = experiments.best_layers_within(self.main_all(tasks), defaults.ROBUSTNESS_WINDOW)
+        elif layer is None:
+            layers = dict(zip(summary["task"], summary["best_layer"].astype(int)))
+        else:
+            layers = {t: layer for t in tasks}
         kept = sorted(summary.loc[experiments.figure4_kept(summary), "task"])
         config = self._config("robustness", protocol, tasks=tasks, layers=layers, n=n,
                               data=[load_task(t).fingerprint() for t in tasks])
         configs = {name: config for name in ROBUSTNESS_FRAMES} | {"scores_testable": {**config, "testable": kept}}
-        sub = "robustness" if layer is None else f"robustness_layer{layer}"
+        sub = "robustness" if layer is None else "robustness_window" if layer == "window" \
+            else f"robustness_layer{layer}"
         files = {name: self._place(sub) / f"{name}.csv" for name in configs}
         stored = {name: store.load(path, configs[name]) for name, path in files.items()}
         if all(frame is not None for frame in stored.values()):
             return stored
+        for name, path in files.items():  # a result of other settings is an error, never overwritten
+            store.refuse_other_settings(path, configs[name])
         vectors = [experiments.robustness_vectors(self.lm, load_task(t), layers[t], protocol, n).numpy()
                    for t in _progress(tasks, "thetas")]
         matrix = np.concatenate(vectors)

@@ -124,7 +124,7 @@ def cached(csv: Path, config: dict, compute: Callable[[], pd.DataFrame]) -> pd.D
         frame = load(csv, config)
         if frame is not None:
             return frame
-        _refuse_other_settings(csv, config)
+        refuse_other_settings(csv, config)
         return save(csv, compute(), config)
 
 
@@ -143,7 +143,7 @@ def _folder_lock(folder: Path):
         os.close(fd)  # closing releases the lock
 
 
-def _refuse_other_settings(csv: Path, config: dict) -> None:
+def refuse_other_settings(csv: Path, config: dict) -> None:
     """Raise when `csv` holds a result of another configuration (a damaged file of this one is recomputed)."""
     manifest = manifest_of(csv)
     if not manifest.exists():
