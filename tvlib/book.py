@@ -103,9 +103,14 @@ def setup(model: str, device: str = "cpu", dtype: str = "float32", tasks: str = 
     return runner, names
 
 
-def say(*sentences: str, width: int = 72) -> None:
-    """Print computed prose wrapped to the page's width: an unwrapped line hides in a scroll box on the page."""
+def say(*sentences: str) -> None:
+    """Computed prose as the page's own Markdown: in a notebook each sentence is displayed as a Markdown paragraph
+    (rendered as text on the page, numbers inline, and compared by nbval); elsewhere it is printed, wrapped."""
     import textwrap
 
+    from IPython import get_ipython
+    from IPython.display import Markdown, display
+
+    in_notebook = getattr(get_ipython(), "kernel", None) is not None
     for sentence in sentences:
-        print(textwrap.fill(sentence, width))
+        display(Markdown(sentence)) if in_notebook else print(textwrap.fill(sentence, 72))
