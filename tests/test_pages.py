@@ -28,3 +28,19 @@ def test_network_assets_thebe_and_bare_images_are_flagged(tmp_path):
     assert sum("from the network" in f for f in found) == 2
     assert "carries sphinx-thebe" in found
     assert sum("no descriptive alt" in f for f in found) == 2
+
+
+def _cell(tags: str, output: str) -> str:
+    return (f'<div class="cell{tags} docutils container"><div class="cell_input">x</div>'
+            f'<div class="cell_output docutils container">{output}</div></div>')
+
+
+def test_a_figure_or_table_without_its_csv_link_is_flagged(tmp_path):
+    link = '<a class="reference download internal" download="" href="../_downloads/ab/03_x.csv">CSV</a>'
+    table = '<table class="dataframe"><tr><td>1</td></tr></table>'
+    figure = '<img src="_images/ab12.png" alt="Bars of accuracy per task, with intervals">'
+    assert check_pages.unlinked_outputs(_cell("", table + link) + _cell(" tag_hide-input", figure + link)) == []
+    found = check_pages.unlinked_outputs(_cell("", table) + _cell("", table + link + table) + _cell("", figure))
+    assert found == ["cell 1: 1 figure(s)/table(s) but 0 CSV link(s)", "cell 2: 2 figure(s)/table(s) but 1 CSV link(s)",
+                     "cell 3: 1 figure(s)/table(s) but 0 CSV link(s)"]
+    assert check_pages.unlinked_outputs(_cell(" tag_no-data", figure)) == []  # a diagram has no numbers

@@ -1,8 +1,10 @@
 """Which parts of each built page scroll sideways at a window width (headless Chromium; needs `chromium`).
 
-Usage: python tools/page_widths.py [--width 1280] _build/html/chapters/*.html
-Prints every table, code box or output that is wider than its box, and exits 1 if there is one. A probe script is
-injected into a temporary copy of each page (beside it, so its assets resolve), which reports after the page loaded.
+Usage: python tools/page_widths.py [--width 1280] [--images] _build/html/chapters/*.html
+Prints every table, code box or output that is wider than its box, and exits 1 if there is one; with --images, also
+each image's width as shown against its PNG's own (tools/check_pages.py's COLUMN_PX: the shown width at 1280). A
+probe script is injected into a temporary copy of each page (beside it, so its assets resolve), which reports after
+the page loaded.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ window.addEventListener('load', () => setTimeout(() => {
       over: el.scrollWidth - el.clientWidth, text: el.innerText.slice(0,80)});
   });
   const pre = document.createElement('pre'); pre.id = 'overflow-report';
-  pre.textContent = JSON.stringify({page: document.documentElement.scrollWidth - window.innerWidth, items: out});
+  const images = [...document.querySelectorAll('main img')].map(i => ({src: i.getAttribute('src'),
+    shown: Math.round(i.getBoundingClientRect().width), natural: i.naturalWidth}));
+  pre.textContent = JSON.stringify({page: document.documentElement.scrollWidth - window.innerWidth, items: out,
+    images: images});
   document.body.appendChild(pre);
 }, 1500));
 </script>"""
@@ -49,6 +54,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pages", nargs="+")
     parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--images", action="store_true", help="print each image's shown and natural width")
     args = parser.parse_args()
     wide = 0
     for page in args.pages:
@@ -59,6 +65,8 @@ def main() -> int:
               + (f", {report['error']}" if "error" in report else ""))
         for item in items:
             print(f"  {item['tag']}.{item['cls'] or '-'} {item['over']} px too wide: {item['text'][:60]!r}")
+        for image in report.get("images", []) if args.images else []:
+            print(f"  image {Path(image['src']).name[:16]}: shown {image['shown']} px of {image['natural']} px")
     return 1 if wide else 0
 
 

@@ -1,13 +1,21 @@
-"""The book's figures, one function each: they take tidy frames and return a matplotlib Figure."""
+"""The book's figures, one function each: they take tidy frames and return a matplotlib Figure; `layout_faults`
+audits one at the page's column width, and in a notebook every figure's PNG carries that audit."""
 
 from __future__ import annotations
+
+import json
+from itertools import combinations
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.path import Path
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
 
 from tvlib.experiments import FIGURE3_MIN_DEV, figure3_tasks
 from tvlib.tasks import short_name
@@ -17,14 +25,16 @@ CATEGORY_ORDER = ["algorithmic", "translation", "linguistic", "knowledge"]
 
 
 def _style() -> None:
-    """One look for every figure: drawn at 150 dpi and at most 9 inches wide, so that the page (about 7 inches of
-    column at 1280 px) shrinks it little and no text (8 pt or more) ends up below 8 px."""
+    """One look for every figure: drawn at 150 dpi and at most 9 inches wide, so that in the page's COLUMN_PX column
+    (676 px at 1280 px) text of 8 pt or more stays at 8 px or more; and, in a notebook, PNGs that carry the audit."""
     sns.set_theme(style="whitegrid", context="notebook")
     plt.rcParams["figure.dpi"] = 150
+    _audit_notebook_pngs()
 
 
 def mechanism() -> plt.Figure:
     """The paper's Figure 1 redrawn: A reads S through a dummy query into theta; f answers x with theta patched in."""
+    _style()
     fig, ax = plt.subplots(figsize=(9, 3.4))
     ax.set_xlim(0, 10), ax.set_ylim(0, 4), ax.axis("off")
 
@@ -32,20 +42,20 @@ def mechanism() -> plt.Figure:
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=color, ec="#333333", lw=1))
         ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
 
-    def arrow(a, b, text=""):
+    def arrow(a, b):
         ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=14, lw=1.3, color="#333333"))
-        if text:
-            ax.text((a[0] + b[0]) / 2, (a[1] + b[1]) / 2 + 0.18, text, ha="center", fontsize=9)
 
     box(0.1, 2.6, 3.2, 1.0, "S = example:a->A ... plus\nthe dummy query example:x'->", "#e8f0fe")
     box(4.0, 2.6, 1.8, 1.0, "A: blocks 0..L", "#d2e3fc")
-    box(6.6, 2.75, 1.2, 0.7, "theta\n(last token)", "#fde7c8")
+    box(7.3, 2.75, 1.2, 0.7, "theta\n(last token)", "#fde7c8")
     box(0.1, 0.4, 3.2, 1.0, "bare query\nexample:x->", "#e6f4ea")
     box(4.0, 0.4, 3.6, 1.0, "f: blocks L+1..N-1, block L's output\nat the last position replaced by theta", "#ceead6")
     box(8.3, 0.55, 1.5, 0.7, "answer y", "#fce8e6")
     arrow((3.3, 3.1), (4.0, 3.1))
-    arrow((5.8, 3.1), (6.6, 3.1), "hidden state")
-    arrow((7.2, 2.75), (6.0, 1.4), "patch at L")
+    arrow((5.85, 3.1), (7.25, 3.1))
+    ax.text(6.55, 3.22, "hidden state", ha="center", fontsize=9)  # above its arrow, between the boxes
+    arrow((7.9, 2.7), (6.4, 1.45))
+    ax.text(7.3, 2.05, "patch at L", fontsize=9)  # right of its arrow
     arrow((3.3, 0.9), (4.0, 0.9))
     arrow((7.6, 0.9), (8.3, 0.9))
     ax.set_title("T([S, x]) = f(x; A(S)): the demonstrations become one vector, theta")
@@ -102,7 +112,7 @@ def depth_comparison(curves_by_model: dict[str, pd.DataFrame], ours: str | tuple
     _style()
     ours = (ours,) if isinstance(ours, str) else tuple(ours)
     dark = dict(zip(ours, ["black", "#8c2d04", "#3f007d"]))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 5.2), sharey=True, layout="constrained")
     for model, curves in curves_by_model.items():
         n_layers = int(curves["layer"].max()) + 1
         style = ({"color": dark.get(model, "black"), "linewidth": 2.5} if model in ours
@@ -117,9 +127,8 @@ def depth_comparison(curves_by_model: dict[str, pd.DataFrame], ours: str | tuple
     for ax in axes:
         ax.set_xlabel("relative depth (L + 1) / number of blocks")
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.17), fontsize=9, frameon=False)  # under it: the peaks
     axes[0].set_ylabel("mean dev accuracy")
-    fig.tight_layout()
     return fig
 
 
@@ -134,16 +143,18 @@ def figure4_bars(averages: pd.DataFrame, ci: dict[str, dict[str, tuple[float, fl
     fig, ax = plt.subplots(figsize=(9, 4.2))
     sns.barplot(long, x="model", y="accuracy", hue="method", hue_order=methods, palette=METHOD_COLORS, ax=ax)
     for container, method in zip(list(ax.containers), methods):
-        ax.bar_label(container, fmt="%.2f", fontsize=8, padding=1)
         for row, bar in zip(averages.index, container.patches):
+            value = top = averages.loc[row, method]
             if ci and row in ci:
-                value = averages.loc[row, method]
                 _error_bars(ax, [bar], [value], [ci[row][method][0]], [ci[row][method][1]])
+                top = max(value, ci[row][method][1])
+            ax.annotate(f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, top), xytext=(0, 2),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=8)  # above the whisker
     ax.set_xticks(ax.get_xticks(), averages.index, rotation=20, ha="right")
     ax.set_xlabel("")
     ax.set_ylabel("mean accuracy, Figure 4's tasks")
     ax.set_ylim(0, 1.05)
-    ax.legend(loc="upper left", fontsize=8, ncols=3)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=9, ncols=3, frameon=False)  # above: off the bars
     fig.tight_layout()
     return fig
 
@@ -189,6 +200,7 @@ def tsne_scatter(points: pd.DataFrame) -> plt.Figure:
     families = dict(zip(CATEGORY_ORDER, ["Blues", "Oranges", "Greens", "Purples"]))
     markers = ["o", "s", "^", "D", "v", "P"]
     tasks = sorted(points["task"].unique())
+    names = []
     by_category: dict[str, list[str]] = {}
     for task in tasks:
         by_category.setdefault(task.partition("_")[0], []).append(task)
@@ -198,14 +210,32 @@ def tsne_scatter(points: pd.DataFrame) -> plt.Figure:
             frame = points[points["task"] == task]
             ax.scatter(frame["x"], frame["y"], s=16, color=shades[k], marker=markers[k % len(markers)],
                        label=short_name(task), linewidths=0)
-            ax.text(frame["x"].median(), frame["y"].median(), short_name(task), fontsize=8, ha="center",
-                    va="center", weight="bold", color="#222222",
-                    path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")])
+            names.append(ax.annotate(short_name(task), (frame["x"].median(), frame["y"].median()), xytext=(0, 0),
+                                     textcoords="offset points", fontsize=8, ha="center", va="center",
+                                     weight="bold", color="#222222",
+                                     path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")]))
     ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8, markerscale=1.4)
     ax.margins(x=0.15, y=0.06)  # room for the names at the edges
     ax.set_xlabel("t-SNE 1"), ax.set_ylabel("t-SNE 2")
     fig.tight_layout()
+    _spread(names)
     return fig
+
+
+def _spread(labels: list, step: float = 1.5, rounds: int = 60) -> None:
+    """Move labels (annotations placed in offset points) that overlap apart, up and down `step` points a round, so
+    that names of clusters that lie close stay readable beside their place."""
+    renderer = labels[0].figure.canvas.get_renderer() if labels else None
+    for _ in range(rounds):
+        boxes = [label.get_window_extent(renderer) for label in labels]
+        clashes = [(i, j) for i, j in combinations(range(len(labels)), 2) if boxes[i].overlaps(boxes[j])]
+        for i, j in clashes:
+            upper, lower = (i, j) if boxes[i].y0 + boxes[i].y1 >= boxes[j].y0 + boxes[j].y1 else (j, i)
+            for k, sign in ((upper, 1), (lower, -1)):
+                dx, dy = labels[k].xyann
+                labels[k].xyann = (dx, dy + sign * step)
+        if not clashes:
+            return
 
 
 def distance_histogram(hist: pd.DataFrame) -> plt.Figure:
@@ -217,7 +247,7 @@ def distance_histogram(hist: pd.DataFrame) -> plt.Figure:
                label=kind, color="#1f77b4" if kind == "within task" else "#d62728")
     ax.set_xlabel("cosine distance between two task vectors")
     ax.set_ylabel("density")
-    ax.legend()
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, frameon=False)  # above: off the bars
     fig.tight_layout()
     return fig
 
@@ -228,7 +258,8 @@ def task_distance_grid(hist: pd.DataFrame, columns: int = 3) -> plt.Figure:
     _style()
     tasks = sorted(hist["task"].unique())
     rows = -(-len(tasks) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 2.1 * rows), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 0.4 + 2.1 * rows), sharex=True, squeeze=False,
+                             layout="constrained")
     colors = {"within task": "#1f77b4", "across tasks": "#d62728"}
     for ax, task in zip(axes.flat, tasks):
         for kind, frame in hist[hist["task"] == task].groupby("kind"):
@@ -245,8 +276,8 @@ def task_distance_grid(hist: pd.DataFrame, columns: int = 3) -> plt.Figure:
         ax.set_xlabel("cosine distance", fontsize=9)
     for ax in axes[:, 0]:
         ax.set_ylabel("share of pairs", fontsize=9)
-    axes.flat[0].legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="outside upper center", ncols=2, fontsize=9,
+               frameon=False)  # above the panels, where it covers no bar
     return fig
 
 
@@ -263,36 +294,44 @@ def conflict_bars(table: pd.DataFrame, rows: pd.DataFrame | None = None) -> plt.
                                         "accuracy": rows[f"correct_{label}"].astype(float)}) for label in "ab"])
         long = pd.concat([long[long["source"] != "ours"], ours], ignore_index=True)
     sources = list(dict.fromkeys(table["source"]))
-    g = sns.catplot(long, x="measure", y="accuracy", hue="source", col="pair", kind="bar", col_wrap=3, height=3,
-                    aspect=1.2, order=measures, hue_order=sources, col_order=list(dict.fromkeys(table["pair"])),
+    g = sns.catplot(long, x="measure", y="accuracy", hue="source", col="pair", kind="bar", col_wrap=3, height=2.7,
+                    aspect=1.1, order=measures, hue_order=sources, col_order=list(dict.fromkeys(table["pair"])),
                     palette=dict(zip(sources, ["#1f77b4", "#bbbbbb", "#ff7f0e"])), errorbar=("ci", 95), seed=0,
                     n_boot=1000, err_kws={"linewidth": 1})
     g.set_xticklabels(["ICL, A", "ICL, B", "patched, A", "patched, B"], rotation=30)
     g.set_axis_labels("", "accuracy")
     g.set_titles("{col_name}", size=10)
+    for ax in g.axes.flat:  # 9 inches hold three panels: a long pair goes on two lines
+        ax.set_title(ax.get_title().replace(" -> ", " ->\n") if len(ax.get_title()) > 30 else ax.get_title(), size=10)
     sns.move_legend(g, "lower right", bbox_to_anchor=(0.95, 0.1), title="")
+    g.figure.set_size_inches(9, g.figure.get_figheight())  # the grid widened itself for a key that now sits inside
     g.figure.tight_layout()
     return g.figure
 
 
 def ratio_strip(summary: pd.DataFrame) -> plt.Figure:
-    """Hypothesis / regular per task, one labelled dot a task in its category's row: how much of ICL the single
-    vector keeps. Pass the tasks Figure 4 keeps; a ratio over a task ICL cannot do means little."""
+    """Hypothesis / regular per task, a dot a task on its own labelled row, the rows grouped and coloured by category
+    (close ratios cannot print names on one another): how much of ICL the single vector keeps. Pass the tasks
+    Figure 4 keeps; a ratio over a task ICL cannot do means little."""
     _style()
     data = summary.assign(ratio=summary["hypothesis"] / summary["regular"].replace(0, np.nan)).dropna(subset=["ratio"])
-    order = [c for c in CATEGORY_ORDER if c in set(data["category"])]
-    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.8 * len(order)))
+    rank = {c: i for i, c in enumerate(CATEGORY_ORDER)}
+    data = (data.assign(rank=data["category"].map(rank).fillna(len(rank))).sort_values(["rank", "ratio"])
+            .reset_index(drop=True))  # the index is the row, top to bottom
     colors = dict(zip(CATEGORY_ORDER, sns.color_palette("deep", len(CATEGORY_ORDER))))
-    for row, category in enumerate(order):
-        part = data[data["category"] == category].sort_values("ratio")
-        ax.scatter(part["ratio"], [row] * len(part), s=40, color=colors[category], zorder=3)
-        for k, item in enumerate(part.itertuples()):
-            ax.annotate(short_name(item.task), (item.ratio, row), xytext=(0, 7 if k % 2 == 0 else -12),
-                        textcoords="offset points", ha="center", fontsize=8)
-    ax.set_yticks(range(len(order)), order)
-    ax.set_ylim(-0.7, len(order) - 0.3)
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.26 * len(data)))
+    for category, part in data.groupby("category", sort=False):
+        colour = colors.get(category, "#555555")
+        ax.scatter(part["ratio"], part.index, s=40, color=colour, zorder=3, label=category)
+        ax.hlines(part.index, 0, part["ratio"], color=colour, linewidth=1, alpha=0.5)
+        if part.index[0] > 0:
+            ax.axhline(part.index[0] - 0.5, color="#999999", linewidth=0.8)  # above the category's first row
+    ax.set_yticks(data.index, [short_name(t) for t in data["task"]], fontsize=9)
+    ax.set_ylim(len(data) - 0.5, -0.5)
+    ax.set_xlim(0, max(1.05, data["ratio"].max() * 1.05))
     ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel("hypothesis / regular accuracy")
+    ax.set_xlabel("hypothesis / regular accuracy (dashed: theta keeps all of ICL)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9, title="category", title_fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -350,7 +389,7 @@ def setting_panels(long: pd.DataFrame, x: str, xlabel: str, flat: tuple[str, ...
     if spare:  # the key in the empty panel, where it hides nothing
         spare[0].legend(handles, labels, loc="center", fontsize=9, frameon=False)
     else:
-        fig.legend(handles, labels, loc="outside upper center", ncols=len(labels), fontsize=8, frameon=False)
+        fig.legend(handles, labels, loc="outside upper center", ncols=len(labels), fontsize=9, frameon=False)
     return fig
 
 
@@ -358,7 +397,7 @@ def format_matrices(table: pd.DataFrame, formats: list[str]) -> plt.Figure:
     """Theta from a source format (rows) patched into a target format's bare query (columns): hypothesis accuracy
     with its 95% interval in each cell, and a last row with plain ICL in the target format for reference; one
     matrix per task (or category) and one for the mean over tasks (`intervals.swept_by` of `format_transfer`)."""
-    tasks, fig, axes, _ = _task_panels(table, cols=2, height=3.2)  # two a row: a value and its interval at 8 pt
+    tasks, fig, axes, _ = _task_panels(table, cols=2, height=3.2)  # two a row: a value and its interval at 9 pt
     names = [*formats, "ICL (no theta)"]
     for ax, task in zip(axes.flat, tasks):
         part = table[table["task"] == task].set_index(["source", "target"])
@@ -369,13 +408,177 @@ def format_matrices(table: pd.DataFrame, formats: list[str]) -> plt.Figure:
             for j, target in enumerate(formats):
                 method, key = ("regular", formats[0]) if i == len(formats) else ("hypothesis", source)
                 low, high = part.loc[(key, target), [f"{method}_low", f"{method}_high"]]
-                ax.text(j, i, f"{grid[i, j]:.2f}\n[{low:.2f}, {high:.2f}]", ha="center", va="center", fontsize=8,
+                ax.text(j, i, f"{grid[i, j]:.2f}\n[{low:.2f}, {high:.2f}]", ha="center", va="center", fontsize=9,
                         color="white" if grid[i, j] > 0.6 else "black")
         ax.axhline(len(formats) - 0.5, color="white", linewidth=3)
-        ax.set_xticks(range(len(formats)), formats, fontsize=8, rotation=15)
-        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_xticks(range(len(formats)), formats, fontsize=9, rotation=15)
+        ax.set_yticks(range(len(names)), names, fontsize=9)
         ax.grid(False)
         ax.set_title("mean over tasks" if task == "mean" else short_name(task), fontsize=10)
     fig.supxlabel("target: the bare query's format", fontsize=10)
     fig.supylabel("source: theta's format", fontsize=10)
     return fig
+
+
+# The layout audit: what a figure looks like at the page's column width, read off the drawn figure. Every notebook
+# PNG carries it (a tEXt chunk), since tools/check_pages.py can read the built page but not redraw its figures.
+
+COLUMN_PX = 676  # a figure's width on a page at a 1280 px window (python tools/page_widths.py --images measures it)
+MIN_TEXT_PX = 8  # the smallest text a reader is asked to read, in px as shown in the column
+LAYOUT_KEY = "tvlib-layout"  # the PNG tEXt keyword holding `layout_report` as JSON
+
+
+def layout_report(fig: plt.Figure) -> dict:
+    """The drawn figure's saved width (px, tight box at its dpi, as the inline backend saves it), each font size in
+    it (px at that width, with how many texts and one of them), labels on one another or struck through by a line,
+    and legends over data."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    groups = _text_groups(fig, renderer)
+    sizes: dict[float, list[str]] = {}
+    for text in (t for texts in groups.values() for t in texts):
+        sizes.setdefault(round(text.get_fontsize() * fig.dpi / 72, 2), []).append(text.get_text())
+    fonts = [[px, len(texts), texts[0][:40]] for px, texts in sorted(sizes.items())]
+    width = (fig.get_tightbbox(renderer).width + 2 * plt.rcParams["savefig.pad_inches"]) * fig.dpi
+    return {"width_px": int(width), "min_font_px": fonts[0][0] if fonts else None, "fonts": fonts,
+            "overlaps": (_overlaps(groups, renderer) + _struck(fig, renderer))[:20],
+            "legends_over_data": _legends_over_data(fig, renderer)}
+
+
+def layout_faults(fig: plt.Figure, column_px: int = COLUMN_PX) -> list[str]:
+    """Each defect of the figure as read in a `column_px` column (a wider figure is shrunk to it): text under
+    MIN_TEXT_PX, labels on one another or struck through by a line, a legend over data. Empty for every book
+    figure (tests/test_figures.py)."""
+    return report_faults(layout_report(fig), column_px)
+
+
+def report_faults(report: dict, column_px: int = COLUMN_PX) -> list[str]:
+    """The faults `layout_report` records, text sizes scaled to the column (the rule tools/check_pages.py repeats)."""
+    scale = min(1.0, column_px / report["width_px"])
+    small = [f"{n} text(s) at {px * scale:.1f} px in a {column_px} px column, under {MIN_TEXT_PX} (e.g. {text!r})"
+             for px, n, text in report["fonts"] if px * scale < MIN_TEXT_PX]
+    return small + report["overlaps"] + report["legends_over_data"]
+
+
+def _text_groups(fig: plt.Figure, renderer) -> dict[str, list[Text]]:
+    """The drawn texts of each axes (titles, annotations, axis and tick labels, its legend) and of the figure
+    (suplabels, figure legends), by group: labels are compared within a group, never across two axes."""
+    groups = {}
+    for i, ax in enumerate(a for a in fig.axes if a.get_visible()):
+        texts = [c for c in ax.get_children() if isinstance(c, Text)] + _legend_texts(ax.get_legend())
+        for axis in (ax.xaxis, ax.yaxis) if ax.axison else ():
+            ticks = axis._update_ticks()  # the ticks matplotlib draws: those inside the view
+            texts += [axis.label, axis.get_offset_text(), *(t.label1 for t in ticks), *(t.label2 for t in ticks)]
+        groups[f"axes {i + 1}" + (f" ({ax.get_title()})" if ax.get_title() else "")] = texts
+    groups["the figure"] = fig.texts + [t for legend in fig.legends for t in _legend_texts(legend)]
+    return {name: [t for t in texts if t.get_visible() and t.get_text().strip()] for name, texts in groups.items()}
+
+
+def _legend_texts(legend) -> list[Text]:
+    return [*legend.get_texts(), legend.get_title()] if legend is not None and legend.get_visible() else []
+
+
+def _overlaps(groups: dict[str, list[Text]], renderer) -> list[str]:
+    """Pairs of texts of one group whose rectangles (turned with the text) overlap."""
+    found = []
+    for name, texts in groups.items():
+        shapes = [_outline(t, renderer) for t in texts]
+        for (a, shape_a), (b, shape_b) in combinations(zip(texts, shapes), 2):
+            if shape_a.get_extents().overlaps(shape_b.get_extents()) and shape_a.intersects_path(shape_b):
+                found.append(f"{a.get_text()!r} overlaps {b.get_text()!r} in {name}")
+    return found
+
+
+def _outline(text: Text, renderer) -> Path:
+    """The text's own rectangle turned by its rotation (the upright box of a slanted tick label spans its
+    neighbours'), a pixel in from each edge so that labels which merely touch do not count."""
+    box = text.get_window_extent(renderer)
+    angle = text.get_rotation()
+    width, height = box.width, box.height
+    if angle % 180:
+        text.set_rotation(0)
+        width, height = text.get_window_extent(renderer).size
+        text.set_rotation(angle)
+    half = [max(width / 2 - 1, 0), max(height / 2 - 1, 0)]
+    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]]) * half
+    turn = np.deg2rad(angle)
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    return Path(corners @ rotation.T + [box.x0 + box.width / 2, box.y0 + box.height / 2], closed=True)
+
+
+def _struck(fig: plt.Figure, renderer) -> list[str]:
+    """Texts placed in an axes (annotations, bar labels) that one of its lines or error bars runs through."""
+    found = []
+    for ax in fig.axes:
+        for text in (t for t in ax.texts if t.get_visible() and t.get_text().strip()):
+            box = text.get_window_extent(renderer).padded(-1)  # merely touching is no fault
+            if _on_lines(box, ax):
+                found.append(f"a line runs through {text.get_text()!r} in {ax.get_title() or 'an axes'}")
+    return found
+
+
+def _legends_over_data(fig: plt.Figure, renderer) -> list[str]:
+    """Legends whose box lies on data: an axes' legend on its own axes, a figure legend on any."""
+    placed = [(ax.get_legend(), [ax]) for ax in fig.axes if ax.get_legend()] + [(lg, fig.axes) for lg in fig.legends]
+    found = []
+    for legend, axes in ((lg, axes) for lg, axes in placed if lg.get_visible()):
+        box = legend.get_window_extent(renderer)
+        for ax in axes:
+            inside = Bbox.intersection(box, ax.bbox)  # data are clipped to the axes
+            if inside is not None and _on_data(inside, ax):
+                entries = ", ".join(t.get_text() for t in legend.get_texts()[:2])
+                found.append(f"the legend ({entries}, ...) covers data of {ax.get_title() or 'an axes'}")
+    return found
+
+
+def _on_lines(box: Bbox, ax: plt.Axes) -> bool:
+    """Whether the display box touches one of the axes' lines (their points or segments) or error bars."""
+    for line in (l for l in ax.lines if l.get_visible()):
+        if box.count_contains(line.get_transform().transform(line.get_xydata())):
+            return True
+        if line.get_linestyle() not in ("None", "") and line.get_transform().transform_path(
+                line.get_path()).intersects_bbox(box, filled=False):
+            return True
+    bars = [c for c in ax.collections if isinstance(c, LineCollection) and c.get_visible()]
+    return any(c.get_transform().transform_path(p).intersects_bbox(box, filled=False) for c in bars
+               for p in c.get_paths())
+
+
+def _on_data(box: Bbox, ax: plt.Axes) -> bool:
+    """Whether the display box touches the axes' data: lines and error bars, bars and bands, scatter points,
+    images."""
+    if _on_lines(box, ax):
+        return True
+    for patch in (p for p in ax.patches if p.get_visible()):
+        if patch.get_transform().transform_path(patch.get_path()).intersects_bbox(box):
+            return True
+    for shapes in (c for c in ax.collections if c.get_visible() and not isinstance(c, LineCollection)):
+        if isinstance(shapes, PathCollection) and len(shapes.get_offsets()):  # scatter: a marker at each offset
+            if box.count_contains(shapes.get_offset_transform().transform(shapes.get_offsets())):
+                return True
+        elif any(shapes.get_transform().transform_path(p).intersects_bbox(box) for p in shapes.get_paths()):
+            return True
+    return any(image.get_window_extent().overlaps(box) for image in ax.images)
+
+
+def _png(fig: plt.Figure) -> str | None:
+    """The inline backend's PNG of `fig` (IPython's own print_figure: tight box, the figure's dpi and colours), with
+    `layout_report` in a tEXt chunk so that tools/check_pages.py can read each figure's audit off the built page."""
+    from IPython.core.pylabtools import print_figure
+
+    report = json.dumps(layout_report(fig)) if fig.axes else "{}"
+    return print_figure(fig, "png", base64=True, metadata={LAYOUT_KEY: report})
+
+
+def _audit_notebook_pngs() -> None:
+    """In IPython, make every Figure's PNG with `_png`. Done again by each figure, since `%matplotlib inline` and
+    set_matplotlib_formats drop the Figure formatters and register IPython's own."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    if (shell := get_ipython()) is not None:
+        shell.display_formatter.formatters["image/png"].for_type(plt.Figure, _png)
+
+
+_audit_notebook_pngs()
