@@ -26,11 +26,14 @@ def tiny(tmp_path_factory):
 
 
 def _cli_error(capsys, argv: list[str]) -> str:
-    """Run the command line; it must exit 2 with one `error:` message and no traceback. Returns the message."""
+    """Run the command line; it must exit 2 with one `error:` message and no traceback (after the `tvlib:` lines
+    that say what ran, such as the model load). Returns the message."""
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "Traceback" not in err, err
-    return err
+    said, message = err.split("error: ", 1) if "error: " in err else (err, "")
+    assert message and all(line.startswith("tvlib: ") for line in said.splitlines()), err
+    assert "Traceback" not in err and "error: " not in message, err
+    return "error: " + message
 
 
 def _task_file(tmp_path, content, name="mine.json"):

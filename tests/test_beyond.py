@@ -105,10 +105,9 @@ def test_the_runner_stores_every_experiment_and_the_page_reads_them_back(lm, tmp
     again = beyond.tables(stored, tasks, n_boot=20)
     for name in found:
         pd.testing.assert_frame_equal(found[name], again[name])
-    folder = tmp_path / "tiny"
-    assert sorted(p.name for p in (folder / "demonstrations").glob("algorithmic_to_upper_k*.csv.gz")) == [
-        f"algorithmic_to_upper_k{k:02d}.csv.gz" for k in (1, 2, 5, 8, 12, 16)]  # k = 3, the protocol's, is main/
-    assert {p.name for p in (folder / "formats").glob("*.csv.gz")} == {f"{t}.csv.gz" for t in tasks}
+    assert sorted(p.name for p in runner._place("demonstrations").glob("algorithmic_to_upper_k*.csv.gz")) == [
+        f"algorithmic_to_upper_k{k:02d}.csv.gz" for k in (1, 2, 5, 8, 12, 16)]  # k = 3, the protocol's, is main
+    assert {p.name for p in runner._place("formats").glob("*.csv.gz")} == {f"{t}.csv.gz" for t in tasks}
     assert set(found["demos"]["demos"]) == set(beyond.DEMONSTRATIONS)
     heads = beyond.headlines(found).set_index("measure")
     mean = found["strength"].query("task == 'mean' and method == 'replace'")["accuracy"].iloc[0]

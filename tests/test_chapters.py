@@ -51,7 +51,7 @@ def test_every_chapter_runs_on_another_model_and_says_so(tiny_model, tmp_path):
         text = _rendered_text(nb)
         assert f"Model: {tiny_model}, 4 blocks" in text.replace("\n", " "), notebook.name
         assert "gemma" not in text.lower() and "18 blocks" not in text, notebook.name
-    stored = sorted((out / "results" / tiny_model.name / "main").glob("*.csv"))
+    stored = sorted((out / "results" / tiny_model.name / "main_n_dev4_n_test4_n_baseline4").glob("*.csv"))
     # the two tasks asked for, and chapter 5's B tasks (does theta_B carry B? is read from B's main experiment)
     assert {"algorithmic_next_letter", "algorithmic_to_upper", "algorithmic_list_first"} <= {p.stem for p in stored}
     frame = pd.read_csv(next(p for p in stored if p.stem == "algorithmic_next_letter"))

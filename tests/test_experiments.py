@@ -154,8 +154,11 @@ def test_runner_stores_and_reuses_every_experiment(lm, tmp_path):
     projection = runner.projection(tasks, offsets=(0,), top=3)
     assert set(projection["task"]) == set(tasks)
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.csv"))
-    assert "tiny/main/algorithmic_to_upper.csv" in written and "tiny/robustness/tsne.csv" in written
-    assert "tiny/robustness_layer1/tsne.csv" in written
+    variant = "n_dev4_n_test4_n_baseline4_demos3"  # SMALL, in a folder of its own beside the paper protocol's
+    assert f"tiny/main_{variant}/algorithmic_to_upper.csv" in written
+    own = f"{variant}_n_vectors8_robustness_demos3_tasks"  # and a hash of the two tasks (the paper's: all 18)
+    for sub in ("robustness", "robustness_layer1"):
+        assert any(w.startswith(f"tiny/{sub}_{own}") and w.endswith("/tsne.csv") for w in written), sub
     runner._lm = None  # everything is stored now: asking again must not need the model
     pd.testing.assert_frame_equal(runner.main_all(tasks), main)
     pd.testing.assert_frame_equal(runner.robustness(tasks, n=8, demos=3)["scores"], robust["scores"])
@@ -165,18 +168,22 @@ def test_a_robustness_frame_that_joins_later_leaves_the_stored_ones_untouched(lm
     runner = Runner("tiny", protocol=SMALL, results_dir=tmp_path, loaded=lm)
     tasks = ["algorithmic_next_letter", "algorithmic_to_upper"]
     runner.robustness(tasks, n=8, demos=3)
-    folder = tmp_path / "tiny" / "robustness"
+    own = dict(n_vectors=(8, 50), robustness_demos=(3, 4), tasks=(tasks, task_list("all")))
+    folder = runner._place("robustness", **own)
     before = {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith("scores_testable")}
     for p in folder.glob("scores_testable.*"):
         p.unlink()
     again = runner.robustness(tasks, n=8, demos=3)
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before
     assert (folder / "scores_testable.csv").exists() and set(again) >= {"scores", "scores_testable"}
-    with pytest.raises(TvlibError, match="other settings"):  # never overwritten by a run of other settings
-        runner.robustness(tasks, n=6, demos=3)
+    runner.robustness(tasks, n=6, demos=3)  # other settings: a folder of their own, this one untouched
+    assert folder.with_name(folder.name.replace("n_vectors8", "n_vectors6")).is_dir()
+    with pytest.raises(TvlibError, match=r"other settings \(dtype\)"):  # what no folder name tells apart
+        replace(runner, dtype="bfloat16", loaded=None).robustness(tasks, n=8, demos=3)
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before
     window = runner.robustness(tasks, "window", n=8, demos=3)  # the official script's rule, a folder of its own
-    assert (tmp_path / "tiny" / "robustness_window" / "tsne.csv").exists() and len(window["tsne"]) == 16
+    assert (runner._place("robustness_window", **own) / "tsne.csv").exists()
+    assert len(window["tsne"]) == 16
     with pytest.raises(TvlibError, match="'window'"):
         runner.robustness(tasks, "middle", n=8, demos=3)
 

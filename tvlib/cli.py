@@ -143,7 +143,10 @@ def _evaluate(args: argparse.Namespace) -> None:
     tasks = [load_task(t, args.category if t.endswith(".json") or Path(t).exists() else None) for t in args.task]
     lm = load_model(args.model, args.device, args.dtype)
     frames = []
-    for task in tasks:
+    for i, task in enumerate(tasks, 1):
+        logging.getLogger("tvlib").info(
+            "%s (task %d of %d): %d baseline queries, %d dev and %d test contexts, swept over %d blocks", task.name,
+            i, len(tasks), protocol.n_baseline, protocol.n_dev, protocol.n_test, lm.n_layers)
         frame = evaluate_task(lm, task, protocol)
         frames.append(frame)
         row = summarize(frame).iloc[0]
@@ -186,13 +189,30 @@ def _tasks(args: argparse.Namespace) -> None:
               f"{row['n_used']:5d} used{' (spaced)' if used.space else ''}")
 
 
+class _Stderr(logging.Handler):
+    """`tvlib: message` lines on the stderr of the moment of writing (a redirected or captured one included), not
+    the stream there was when the handler was made; stdout stays for the results (`--json`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"tvlib: {record.getMessage()}", file=sys.stderr, flush=True)
+        except Exception:  # a closed stream must not end the run
+            self.handleError(record)
+
+
+def _log_to_stderr() -> None:
+    """Show the "tvlib" logger's INFO lines (model conversion and loading) on stderr: once, however often `main`
+    runs in one process. Only the command line does this, so a notebook's stored outputs never carry them."""
+    logger = logging.getLogger("tvlib")
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        logger.addHandler(_Stderr())
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a TvlibError prints its message (which names the fix) and exits 2, with no traceback."""
     args = _parser().parse_args(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("tvlib: %(message)s"))
-    logging.getLogger("tvlib").addHandler(handler)
-    logging.getLogger("tvlib").setLevel(logging.INFO)
+    _log_to_stderr()
     try:
         {"evaluate": _evaluate, "tasks": _tasks, "run-book": _run_book, "bench": _bench,
          "claims": _claims}[args.command](args)

@@ -79,8 +79,8 @@ def baseline(lm: LM, task: Task, protocol: Protocol) -> pd.DataFrame:
     """The query alone, no demonstrations and no patch: what the model knows without ICL."""
     queries = sample_queries(task, protocol.n_baseline, protocol.seed)
     texts = [protocol.fmt.render((), q.input, task.space) for q in queries]
-    return _rows(lm, task, "baseline", queries, predict(lm, texts, batch_size=protocol.batch_size), texts,
-                 split="baseline")
+    preds = predict(lm, texts, batch_size=protocol.batch_size, progress=protocol.progress, desc="baseline")
+    return _rows(lm, task, "baseline", queries, preds, texts, split="baseline")
 
 
 def regular(lm: LM, task: Task, contexts: list[Context], protocol: Protocol, split: str = "test") -> pd.DataFrame:

@@ -391,7 +391,9 @@ def _random_lm(name: str, device: str, dtype: str | torch.dtype) -> LM:
 
 def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torch.dtype = "auto") -> LM:
     """Load a model by alias, local path, hub id or `random:<paper shape>`; device 'cpu', 'cuda', 'cuda:1' or
-    'auto' (accelerate device_map)."""
+    'auto' (accelerate device_map). Says so on the "tvlib" logger (the command line shows it on stderr)."""
+    _check_device(device)
+    log.info("loading %s (%s on %s)", name, dtype_name(dtype, device), device)
     if name.startswith(RANDOM):
         return _random_lm(name, device, dtype)
     _hub_settings()
@@ -399,7 +401,6 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torc
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-tensor bars drown the output of notebooks and logs
-    _check_device(device)
     source = resolve(name)
     gguf_file = _gguf_file(source)
     gguf = {"gguf_file": gguf_file} if gguf_file else {}

@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -15,15 +16,22 @@ from tvlib import __version__, beyond, clusters, defaults, experiments, paths, s
 from tvlib.errors import TooFewExamples, TvlibError
 from tvlib.experiments import Protocol
 from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model, load_tokenizer
-from tvlib.prompts import PAPER_FORMAT, first_token
-from tvlib.tasks import load_task
+from tvlib.prompts import first_token
+from tvlib.tasks import load_task, task_names
 from tvlib.progress import progress_bar
 
-PAPER_SEED = defaults.SEED
-"""The paper's seed; results with it live in the plain folders (main/, robustness/, ...)."""
+PAPER = Protocol()
+"""The paper's protocol: its results live in the plain folders (main/, robustness/, ...); any other protocol's in
+folders named after what differs (main_seed42/)."""
+
+Job = tuple[Path, dict, Callable[[], pd.DataFrame]]
+"""One stored unit of work: its file, the configuration that keys it, and how to compute it."""
 
 ROBUSTNESS_FRAMES = ("tsne", "distances", "task_distances", "neighbours", "scores")
 """What the robustness experiment stores, all under one configuration (`scores_testable` adds the testable tasks)."""
+
+OFFSETS = (-2, -1, 0, 1, 2)
+"""The projection's layers around each task's L, as the paper reads them."""
 
 CONFLICTS = (
     ("algorithmic_next_letter", "algorithmic_to_upper"),
@@ -60,14 +68,20 @@ class Runner:
     def folder(self) -> Path:
         return Path(self.results_dir or paths.results_dir()) / store.slug(self.model)
 
-    def _place(self, kind: str) -> Path:
-        """The folder of one experiment kind. A seed other than the paper's 41 (main_seed42/) or another prompt
-        format (main_fmt<hash>/) gets its own, so variants sit side by side and never overwrite each other."""
-        parts = [] if self.protocol.seed == PAPER_SEED else [f"seed{self.protocol.seed}"]
-        if self.protocol.fmt != PAPER_FORMAT:
-            blob = json.dumps(asdict(self.protocol.fmt), sort_keys=True)
-            parts.append("fmt" + hashlib.sha256(blob.encode()).hexdigest()[:8])
+    def _place(self, kind: str, **own: tuple) -> Path:
+        """The folder of one experiment kind: the plain one (main/) at the paper's settings, else one named after
+        each protocol setting that differs (main_seed42/, main_n_dev5_n_test5_n_baseline10/, main_fmt<hash>/)
+        and each of the experiment's `own` settings, name=(value, paper's value), that differs
+        (robustness_n_vectors10/): a rerun at other settings finds its own folder, and never another's."""
+        mine, paper = self.protocol.config(), PAPER.config()
+        parts = [_part(k, v) for k, v in mine.items() if _blob(v) != _blob(paper[k])]
+        parts += [_part(k, value) for k, (value, default) in own.items() if _blob(value) != _blob(default)]
         return self.folder / "_".join([kind, *parts])
+
+    def place(self, kind: str) -> Path:
+        """The folder of one kind of output at this runner's protocol (`place("pages")` for a page's tables): a
+        rerun at other settings writes beside the paper protocol's, never over them."""
+        return self._place(kind)
 
     def _config(self, kind: str, protocol: Protocol, **extra) -> dict:
         return {"experiment": kind, "model": self.model, "dtype": dtype_name(self.dtype, self.device),
@@ -76,20 +90,29 @@ class Runner:
 
     def main(self, task: str) -> pd.DataFrame:
         """Every prediction of the main experiment for one task (baseline, regular, dev sweep, hypothesis)."""
+        return self._run([self._main_job(task)])[0]
+
+    def _main_job(self, task: str) -> Job:
         data = load_task(task)
         config = self._config("main", self.protocol, task=task, data=data.fingerprint())
-        return store.cached(self._place("main") / f"{data.name}.csv", config,
-                            lambda: experiments.evaluate_task(self.lm, data, self.protocol))
+        return (self._place("main") / f"{data.name}.csv", config,
+                lambda: experiments.evaluate_task(self.lm, data, self.protocol))
 
     def main_all(self, tasks: list[str]) -> pd.DataFrame:
         """The main experiment over several tasks, one stored file each (an interrupted run resumes)."""
-        return pd.concat([self.main(t) for t in _progress(tasks, "tasks")], ignore_index=True)
+        return pd.concat(self._run([self._main_job(t) for t in tasks], "tasks"), ignore_index=True)
+
+    def _run(self, jobs: list[Job], desc: str = "") -> list[pd.DataFrame]:
+        """Each job's stored result, or computed and stored. A result of other settings among them is refused
+        before any is computed, so before the model loads and with nothing written."""
+        _refuse_other_settings(jobs)
+        return [store.cached(*job) for job in _progress(jobs, desc)]
 
     def first_token(self) -> pd.DataFrame:
         """What the tokenizer puts first in every prompt (`prompts.first_token`), stored so a page can say it for
         any model without its tokenizer at hand."""
         config = self._config("first_token", self.protocol)
-        return store.cached(self.folder / "tokenizer" / "first_token.csv", config,
+        return store.cached(self._place("tokenizer") / "first_token.csv", config,
                             lambda: pd.DataFrame([first_token(load_tokenizer(self.model), self.protocol.fmt)]))
 
     def best_layers(self, tasks: list[str]) -> dict[str, int]:
@@ -121,7 +144,9 @@ class Runner:
         configs = {name: config for name in ROBUSTNESS_FRAMES} | {"scores_testable": {**config, "testable": kept}}
         sub = "robustness" if layer is None else "robustness_window" if layer == "window" \
             else f"robustness_layer{layer}"
-        files = {name: self._place(sub) / f"{name}.csv" for name in configs}
+        folder = self._place(sub, n_vectors=(n, defaults.ROBUSTNESS_VECTORS),
+                             robustness_demos=(demos, defaults.ROBUSTNESS_DEMOS), tasks=(list(tasks), task_names()))
+        files = {name: folder / f"{name}.csv" for name in configs}
         stored = {name: store.load(path, configs[name]) for name, path in files.items()}
         if all(frame is not None for frame in stored.values()):
             return stored
@@ -153,34 +178,37 @@ class Runner:
                     demos: int = defaults.CONFLICT_DEMOS) -> pd.DataFrame:
         """Demos of task A with theta of task B (B's layer from its own 4-demo dev sweep), for each pair."""
         protocol = replace(self.protocol, demos=demos)
+        folder = self._place("conflicting", n_queries=(n, defaults.CONFLICT_QUERIES),
+                             conflict_demos=(demos, defaults.CONFLICT_DEMOS))
+        jobs = {(a, b): (folder / f"{a}__{b}.csv",
+                         self._config("conflicting", protocol, a=a, b=b, n=n,
+                                      data=[load_task(a).fingerprint(), load_task(b).fingerprint()]),
+                         lambda a=a, b=b: experiments.conflicting(self.lm, load_task(a), load_task(b), protocol, n))
+                for a, b in pairs}
+        _refuse_other_settings(list(jobs.values()))
         frames = []
-        for a, b in _progress(list(pairs), "pairs"):
-            config = self._config("conflicting", protocol, a=a, b=b, n=n,
-                                  data=[load_task(a).fingerprint(), load_task(b).fingerprint()])
+        for (a, b), job in _progress(list(jobs.items()), "pairs"):
             try:
-                frames.append(store.cached(
-                    self._place("conflicting") / f"{a}__{b}.csv", config,
-                    lambda: experiments.conflicting(self.lm, load_task(a), load_task(b), protocol, n)))
+                frames.append(store.cached(*job))
             except TooFewExamples as err:  # a tokenizer that cannot answer one of the pair (a character one)
                 print(f"pair {a} -> {b} skipped: {err}", file=sys.stderr)
         if not frames:
             raise TvlibError(f"no pair of tasks is usable with {self.model}'s tokenizer")
         return pd.concat(frames, ignore_index=True)
 
-    def projection(self, tasks: list[str], offsets=(-2, -1, 0, 1, 2),
-                   top: int = defaults.PROJECTION_TOP) -> pd.DataFrame:
+    def projection(self, tasks: list[str], offsets=OFFSETS, top: int = defaults.PROJECTION_TOP) -> pd.DataFrame:
         """Top vocabulary tokens of the mean theta at each task's chosen layer and the layers around it."""
         layers = self.best_layers(tasks)
-        frames = []
-        for task in _progress(tasks, "projections"):
+        folder = self._place("projection", top=(top, defaults.PROJECTION_TOP), offsets=(list(offsets), OFFSETS))
+        jobs = []
+        for task in tasks:
             last = self._n_layers(task) - 1
             wanted = sorted({min(max(layers[task] + o, 0), last) for o in offsets})
             config = self._config("projection", self.protocol, task=task, layers=wanted, top=top,
                                   data=load_task(task).fingerprint())
-            frames.append(store.cached(
-                self._place("projection") / f"{task}.csv", config,
-                lambda: experiments.vocabulary_projection(self.lm, load_task(task), wanted, self.protocol, top)))
-        frame = pd.concat(frames, ignore_index=True)
+            jobs.append((folder / f"{task}.csv", config, lambda task=task, wanted=wanted:
+                         experiments.vocabulary_projection(self.lm, load_task(task), wanted, self.protocol, top)))
+        frame = pd.concat(self._run(jobs, "projections"), ignore_index=True)
         frame["best_layer"] = frame["task"].map(layers)
         return frame
 
@@ -190,56 +218,61 @@ class Runner:
         """The main experiment of each task at each number of demonstrations k (L re-chosen for each k), with the
         column `demos`; k equal to the protocol's is the main experiment itself, reused. A k the task cannot fill
         (too few single-token examples) is skipped with a message."""
+        work = [(task, k, self._demonstrations_job(task, k)) for task in tasks for k in counts]
+        _refuse_other_settings([job for *_, job in work])
         frames = []
-        for task in _progress(tasks, "tasks"):
-            data = load_task(task)
-            for k in counts:
-                protocol = replace(self.protocol, demos=k)
-                config = self._config("demonstrations", protocol, task=task, data=data.fingerprint())
-                try:
-                    frame = self.main(task) if k == self.protocol.demos else store.cached(
-                        self._place("demonstrations") / f"{task}_k{k:02d}.csv.gz", config,
-                        lambda: experiments.evaluate_task(self.lm, data, protocol))
-                except TooFewExamples as err:
-                    print(f"{task} with {k} demonstrations skipped: {err}", file=sys.stderr)
-                    continue
-                frames.append(frame.assign(demos=k))
+        for task, k, job in _progress(work, "demonstrations"):
+            try:
+                frames.append(store.cached(*job).assign(demos=k))
+            except TooFewExamples as err:
+                print(f"{task} with {k} demonstrations skipped: {err}", file=sys.stderr)
         return pd.concat(frames, ignore_index=True)
+
+    def _demonstrations_job(self, task: str, k: int) -> Job:
+        """The main experiment of `task` with k demonstrations: the protocol's own k is the main experiment."""
+        if k == self.protocol.demos:
+            return self._main_job(task)
+        data, protocol = load_task(task), replace(self.protocol, demos=k)
+        config = self._config("demonstrations", protocol, task=task, data=data.fingerprint())
+        return (self._place("demonstrations") / f"{task}_k{k:02d}.csv.gz", config,
+                lambda: experiments.evaluate_task(self.lm, data, protocol))
 
     def averaged(self, tasks: list[str], sizes: tuple[int, ...] = beyond.AVERAGED) -> pd.DataFrame:
         """`beyond.averaged_theta` of each task at its chosen L: a mean theta over m dev contexts against the
         per-context one."""
         return self._at_best_layer("averaged", tasks, lambda task, layer: beyond.averaged_theta(
-            self.lm, task, layer, self.protocol, sizes), sizes=sizes)
+            self.lm, task, layer, self.protocol, sizes), sizes=(sizes, beyond.AVERAGED))
 
     def strength(self, tasks: list[str], alphas: tuple[float, ...] = beyond.ALPHAS) -> pd.DataFrame:
         """`beyond.strength` of each task at its chosen L: alpha x theta added against theta written in."""
         return self._at_best_layer("strength", tasks, lambda task, layer: beyond.strength(
-            self.lm, task, layer, self.protocol, alphas), alphas=alphas)
+            self.lm, task, layer, self.protocol, alphas), alphas=(alphas, beyond.ALPHAS))
 
     def formats(self, tasks: list[str], formats: dict | None = None) -> pd.DataFrame:
         """`beyond.format_transfer` of each task: theta from one prompt format into another's bare query."""
         formats = formats or beyond.FORMATS
-        frames = []
-        for task in _progress(tasks, "tasks"):
+        described = {name: asdict(fmt) for name, fmt in formats.items()}
+        folder = self._place("formats", formats=(described, {n: asdict(f) for n, f in beyond.FORMATS.items()}))
+        jobs = []
+        for task in tasks:
             data = load_task(task)
-            config = self._config("formats", self.protocol, task=task, data=data.fingerprint(),
-                                  formats={name: asdict(fmt) for name, fmt in formats.items()})
-            frames.append(store.cached(self._place("formats") / f"{task}.csv.gz", config,
-                                       lambda: beyond.format_transfer(self.lm, data, self.protocol, formats)))
-        return pd.concat(frames, ignore_index=True)
+            config = self._config("formats", self.protocol, task=task, data=data.fingerprint(), formats=described)
+            jobs.append((folder / f"{task}.csv.gz", config,
+                         lambda data=data: beyond.format_transfer(self.lm, data, self.protocol, formats)))
+        return pd.concat(self._run(jobs, "tasks"), ignore_index=True)
 
-    def _at_best_layer(self, kind: str, tasks: list[str], compute, **settings) -> pd.DataFrame:
-        """An experiment run at each task's L chosen in the main experiment, stored one file a task."""
+    def _at_best_layer(self, kind: str, tasks: list[str], compute, **own: tuple) -> pd.DataFrame:
+        """An experiment run at each task's L chosen in the main experiment, stored one file a task; `own` are its
+        settings, name=(value, paper's value), keyed into each file and naming the folder where they differ."""
         layers = self.best_layers(tasks)
-        frames = []
-        for task in _progress(tasks, kind):
+        folder = self._place(kind, **own)
+        jobs = []
+        for task in tasks:
             data = load_task(task)
             config = self._config(kind, self.protocol, task=task, layer=layers[task], data=data.fingerprint(),
-                                  **settings)
-            frames.append(store.cached(self._place(kind) / f"{task}.csv", config,
-                                       lambda: compute(data, layers[task])))
-        return pd.concat(frames, ignore_index=True)
+                                  **{name: value for name, (value, _) in own.items()})
+            jobs.append((folder / f"{task}.csv", config, lambda data=data, task=task: compute(data, layers[task])))
+        return pd.concat(self._run(jobs, kind), ignore_index=True)
 
     def _n_layers(self, task: str) -> int:
         """Number of blocks, read from the stored dev sweep when there is one (no model load)."""
@@ -249,3 +282,22 @@ class Runner:
 
 def _progress(items: list, desc: str):
     return progress_bar(list(items), desc, enabled=None)
+
+
+def _refuse_other_settings(jobs: list[Job]) -> None:
+    """A one-line error naming the fix if any job's file holds a result of other settings (a dtype, a tvlib
+    version or task data no folder name tells apart): checked for all of them before anything is computed."""
+    for path, config, _ in jobs:
+        store.refuse_other_settings(path, config)
+
+
+def _blob(value) -> str:
+    """A setting as canonical JSON: tuples and lists, key orders compare alike."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _part(name: str, value) -> str:
+    """One setting in a folder name: `n_dev5` for a whole number, `fmt<8 hex digits>` for anything larger."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{name}{value}"
+    return name + hashlib.sha256(_blob(value).encode()).hexdigest()[:8]
