@@ -29,7 +29,8 @@ def _rendered_text(nb: dict) -> str:
         for out in cell.get("outputs", []):
             parts.append("".join(out.get("text", "")))
             data = out.get("data", {})
-            parts.append("".join(data.get("text/plain", "")) + "".join(data.get("text/html", "")))
+            parts.append("".join(data.get("text/plain", "")) + "".join(data.get("text/html", ""))
+                         + "".join(data.get("text/markdown", "")))
     return "\n".join(parts)
 
 

@@ -10,7 +10,7 @@ Usage: python tools/check_pages.py [_build/html]   (.ci/run calls it after the b
   data. A PNG without the audit was not drawn through tvlib.plots in a notebook;
 - every figure and table a notebook cell shows links its numbers as a CSV (tvlib.book.download): a cell's output
   holds at least as many .csv download links as figures and tables, unless the cell is tagged `no-data` (a
-  diagram, which has no numbers).
+  diagram, which has no numbers, or the worked example on a task of one's own, whose numbers are not kept).
 """
 
 from __future__ import annotations

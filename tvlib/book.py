@@ -8,9 +8,10 @@ from pathlib import Path
 from tvlib import paths
 from tvlib.errors import TvlibError
 
-SUMMARY_PAGES = ("verdict", "across_models")
-"""Pages that read several models' stored results (parameter `models`), not one model's: run-book runs them in
-place only, after the chapters, or when named."""
+SUMMARY_PAGES = ("own_task", "verdict", "across_models", "index", "provenance")
+"""Pages run in place only, after the chapters, or when named: the tutorial on a task of one's own (its results go
+to a temporary folder, so a run folder has nothing to keep of it), then the pages that read several models' stored
+results (parameter `models`); Provenance last, since it reads what every other page recorded."""
 
 
 def chapters(selected: list[str] | None = None, summary: bool = False) -> list[Path]:
@@ -38,6 +39,8 @@ def _tidy(path: Path, stamp: dict | None = None) -> None:
     for cell in nb["cells"]:
         cell.get("metadata", {}).pop("papermill", None)
         cell.get("metadata", {}).pop("execution", None)
+        if cell.get("metadata", {}).get("tags") == []:  # papermill's empty list would shadow the source's tags
+            del cell["metadata"]["tags"]
         if cell.get("metadata", {}).get("tags") == ["injected-parameters"]:
             cell["metadata"]["tags"] = ["injected-parameters", "remove-cell"]
             cell["id"] = "injected-parameters"  # papermill draws a fresh random id on every run
@@ -113,4 +116,41 @@ def say(*sentences: str) -> None:
 
     in_notebook = getattr(get_ipython(), "kernel", None) is not None
     for sentence in sentences:
-        display(Markdown(sentence)) if in_notebook else print(textwrap.fill(sentence, 72))
+        display(Markdown(_literal_tags(sentence))) if in_notebook else print(textwrap.fill(sentence, 72))
+
+
+def _literal_tags(text: str) -> str:
+    """A computed token such as '<bos>' stays text in Markdown (not an HTML tag the page would swallow); code spans
+    and roles between backticks are left as they are."""
+    import re
+
+    parts = text.split("`")
+    return "`".join(re.sub(r"<(?=[A-Za-z/!?])", "&lt;", p) if i % 2 == 0 else p for i, p in enumerate(parts))
+
+
+def download(frame, folder: Path | str, name: str, fig=None) -> None:
+    """Show a table (or the figure `fig` drawn from it) and link its numbers as `folder`/NAME.csv (a chapter passes
+    `runner.place("pages")`, so a rerun at other settings writes beside the committed tables), so a reader can take
+    every figure's and table's data from the page. The same table gives the same bytes (`store.write_csv`); the link
+    names the file from the book's source root ('/results/<model>/pages/...'), which holds the results folder in
+    this checkout and in a run folder's book alike."""
+    import os
+
+    from IPython.display import display
+
+    from tvlib import store
+
+    path = Path(folder) / f"{name}.csv"
+    import pandas as pd
+
+    store.write_csv(path, frame if isinstance(frame.index, pd.RangeIndex) else frame.reset_index())
+    if fig is not None:
+        import matplotlib.pyplot as plt
+
+        display(fig)
+        plt.close(fig)  # shown once, here, above its link
+    else:
+        display(frame)
+    root = next((p for p in path.resolve().parents if p.name == "results"), None)  # the book's source holds it
+    link = f"/results/{path.resolve().relative_to(root).as_posix()}" if root else os.path.relpath(path)
+    say(f"{{download}}`Download the data ({path.name}) <{link}>`")

@@ -24,6 +24,9 @@ PAPER_STATEMENTS = {
 }
 """Each claim as the paper states it, for the Verdict page."""
 
+CHAPTERS = {1: "03_accuracy", 2: "02_finding_L", 3: "04_robustness", 4: "05_dominance", 5: "06_interpretation"}
+"""The chapter that tests each claim."""
+
 def describing_words() -> dict[str, list[str]]:
     """Per task, words that describe it (fixed before the projections they are checked against)."""
     words = json.loads((paths.data_dir() / "describing_words.json").read_text(encoding="utf-8"))
@@ -152,8 +155,9 @@ def paper_checks() -> dict[int, dict[str, Verdict]]:
     return out
 
 
-def paper_verdicts() -> dict[int, str]:
-    """One line per claim: how the paper's numbers read under the book's rules, counted over its models."""
+def paper_verdicts(short: bool = False) -> dict[int, str]:
+    """One line per claim: how the paper's numbers read under the book's rules, counted over its models (`short`:
+    the counts alone, for a table at a glance)."""
     found = paper_checks()
 
     def counted(number: int, what: str) -> str:
@@ -162,9 +166,10 @@ def paper_verdicts() -> dict[int, str]:
                  if any(v.outcome == word for v in by.values())]
         named = {word: [m for m, v in by.items() if v.outcome == word] for word in verdicts.WORDS}
         shown = "; ".join(f"{word}: {', '.join(ms)}" for word, ms in named.items() if ms and len(by) <= 6)
-        return f"{', '.join(parts)} of {len(by)} {what}" + (f" ({shown})" if shown else "")
+        return f"{', '.join(parts)} of {len(by)} {what}" + (f" ({shown})" if shown and not short else "")
 
     return {1: counted(1, "models (Table 6)"), 2: counted(2, "models with per-layer curves"),
             3: "not published as numbers (t-SNE figure only)",
-            4: f"{found[4]['LLaMA 13B'].outcome} on LLaMA 13B ({found[4]['LLaMA 13B'].evidence.split(':')[0]})",
+            4: f"{found[4]['LLaMA 13B'].outcome} on LLaMA 13B ("
+               + (found[4]['LLaMA 13B'].headline if short else found[4]['LLaMA 13B'].evidence.split(':')[0]) + ")",
             5: counted(5, "models with published lists")}

@@ -21,3 +21,19 @@ def depth_against_paper(peaks: pd.DataFrame, ours: list[str]) -> str:
     return (f"The Figure 3 mean peaks at relative depth {each}: {where} the paper's {len(theirs)} models with "
             f"per-layer curves ({low:.2f}-{high:.2f}). The layer rule is the same; where in the network theta is "
             "best read is a property of the model.")
+
+
+def glance(found: dict[str, list], paper: dict[int, str], chapters: dict[int, str]) -> str:
+    """The verdicts of every model beside the paper's numbers, one row a claim with a link to the chapter that
+    tests it, as a Markdown table: the book's answer, read off the same `Verdict`s the Verdict page prints."""
+    models = list(found)
+    rows = ["| claim | " + " | ".join(models) + " | the paper's numbers, same rule |",
+            "| --- " * (len(models) + 2) + "|"]
+    for first in found[models[0]]:
+        number, cells = first.number, []
+        for m in models:
+            v = next(v for v in found[m] if v.number == number)
+            cells.append(f"**{v.outcome}**: {v.headline}")
+        link = f"{{doc}}`chapter {int(chapters[number][:2])} <{chapters[number]}>`"
+        rows.append(f"| {number}. {first.claim[0].upper()}{first.claim[1:]} ({link}) | " + " | ".join(cells) + f" | {paper[number]} |")
+    return "\n".join(rows)

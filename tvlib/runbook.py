@@ -161,7 +161,10 @@ def build(out: Path | str) -> Path:
         shutil.copy2(notebook, source / "chapters" / notebook.name)
     shutil.copytree(paths.PACKAGE, source / "tvlib", ignore=shutil.ignore_patterns("__pycache__", "data"))
     shutil.copytree(paths.CHECKOUT / "_static", source / "_static")
-    _book_files(source, config, [p.stem for p in executed], out)
+    shutil.copy2(paths.chapters_dir() / "bibliography.md", source / "chapters" / "bibliography.md")  # {cite} needs it
+    for pages in sorted((out / "results").glob("**/pages*")):  # the CSVs the pages link ('/results/...')
+        shutil.copytree(pages, source / pages.relative_to(out))
+    _book_files(source, config, [p.stem for p in executed] + ["bibliography"], out)
     done = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(source), "-W",
                            "--keep-going"], capture_output=True, text=True)
     if done.returncode != 0:

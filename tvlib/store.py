@@ -17,6 +17,9 @@ import pandas as pd
 
 from tvlib.errors import TvlibError
 
+READS: list[Path] = []
+"""Every stored result this process has loaded or saved, in order: a page records them (`tvlib.provenance`)."""
+
 
 def slug(model: str) -> str:
     """A folder name for a model: aliases stay, hub ids lose their slash, local paths keep their last part."""
@@ -87,17 +90,36 @@ def load(csv: Path, config: dict) -> pd.DataFrame | None:
     data = csv.read_bytes()
     if meta.get("key") != config_key(config) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
         return None
+    READS.append(Path(csv))
     return _read(csv, data)
 
 
-def save(csv: Path, frame: pd.DataFrame, config: dict) -> pd.DataFrame:
-    """Write the CSV, then its manifest (config, its key, the CSV's hash): the manifest is the commit point."""
+def save(csv: Path, frame: pd.DataFrame, config: dict, seconds: float | None = None) -> pd.DataFrame:
+    """Write the CSV, then its manifest (config, its key, the CSV's hash, the versions and, given `seconds`, how
+    long computing it took and on what): the manifest is the commit point."""
     data = _stored_bytes(csv, frame)
     _atomic_write(csv, data)
     meta = {"key": config_key(config), "sha256": hashlib.sha256(data).hexdigest(), "rows": len(frame), "config": config,
             "environment": _environment()}
+    if seconds is not None:
+        meta["computed"] = _machine(seconds)
     write_json(manifest_of(csv), meta)
+    READS.append(Path(csv))
     return _read(csv, data)
+
+
+def _machine(seconds: float) -> dict:
+    """How long a result took and where: not part of its key (the CSV is the same on every CPU), but what a reader
+    needs to size a rerun."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        names = [l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                 if l.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {"seconds": round(seconds, 1), "cpu": cpu, "threads": torch.get_num_threads(),
+            "device": "cuda" if torch.cuda.is_available() and torch.cuda.is_initialized() else "cpu"}
 
 
 def _environment() -> dict:
@@ -125,7 +147,11 @@ def cached(csv: Path, config: dict, compute: Callable[[], pd.DataFrame]) -> pd.D
         if frame is not None:
             return frame
         refuse_other_settings(csv, config)
-        return save(csv, compute(), config)
+        import time
+
+        start = time.perf_counter()
+        frame = compute()
+        return save(csv, frame, config, seconds=time.perf_counter() - start)
 
 
 @contextlib.contextmanager
@@ -152,7 +178,8 @@ def refuse_other_settings(csv: Path, config: dict) -> None:
     if config_key(stored) == config_key(config):
         return
     raise TvlibError(f"{csv} holds a result for other settings ({', '.join(differing(stored, config))}): delete it "
-                     "to recompute, or keep this run apart (results_dir=..., or run-book's --out)")
+                     "to recompute, or keep this run apart in another results folder (a chapter's -p results_dir DIR, "
+                     "Runner(results_dir=DIR), or run-book's --out DIR)")
 
 
 def differing(a: dict, b: dict) -> list[str]:

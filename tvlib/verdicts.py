@@ -57,6 +57,8 @@ class Verdict:
     outcome: str
     evidence: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    headline: str = ""
+    """The verdict's deciding number in a few words, for a table at a glance (the index)."""
 
     @property
     def criterion(self) -> str:
@@ -148,7 +150,8 @@ def accuracy(average: pd.Series, ci: dict | None = None) -> Verdict:
              + _where(low, f"the baseline interval reaches {BASELINE_AT_MOST}"))
     return Verdict(1, "theta keeps most of ICL; the query alone is near zero", outcome,
                    f"hypothesis/regular={ratio:.3f}{_ci(ci.get('hypothesis / regular'))} "
-                   f"baseline={base:.3f}{_ci(ci.get('baseline'))} over {int(average['tasks kept'])} tasks", notes)
+                   f"baseline={base:.3f}{_ci(ci.get('baseline'))} over {int(average['tasks kept'])} tasks", notes,
+                   f"keeps {ratio:.2f}{_ci(ci.get('hypothesis / regular'), 2)} of ICL, baseline {base:.2f}")
 
 
 def _peak_outcome(depth: float, fall, ci: tuple[float, float] | None) -> str:
@@ -161,7 +164,7 @@ def layers(peak: pd.Series, ci: tuple[float, float] | None = None, ties: pd.Data
     depth, and `ties` (`experiments.tied_peaks`: every layer whose mean equals the peak, with its depth and fall)."""
     if pd.isna(peak.get("peak layer")):
         return Verdict(2, "theta works from a middle layer on and collapses after it", UNDECIDED,
-                       "no task passes Figure 3's filter", ("undecided: no mean dev curve to read",))
+                       "no task passes Figure 3's filter", ("undecided: no mean dev curve to read",), "no curve")
     ci = None if ci is None or any(map(pd.isna, ci)) else ci
     depth, fall = peak["relative depth"], peak["blocks to fall"]
     outcome = _peak_outcome(depth, fall, ci)
@@ -177,7 +180,8 @@ def layers(peak: pd.Series, ci: tuple[float, float] | None = None, ties: pd.Data
     return Verdict(2, "theta works from a middle layer on and collapses after it", outcome,
                    f"peak at block {int(peak['peak layer'])} of {int(peak['blocks'])}, depth={depth:.3f}{interval}, "
                    + (f"below half of the peak {int(fall)} block(s) later" if pd.notna(fall)
-                      else "never below half of the peak after it"), tuple(notes))
+                      else "never below half of the peak after it"), tuple(notes),
+                   f"peak at depth {depth:.2f}{interval}" + (", tied" if ties is not None and len(ties) > 1 else ""))
 
 
 def clusters(scores: pd.DataFrame, means: pd.DataFrame, ci: tuple[float, float] | None = None,
@@ -187,14 +191,15 @@ def clusters(scores: pd.DataFrame, means: pd.DataFrame, ci: tuple[float, float] 
     value = scores.set_index("metric")["value"].filter(like="-NN task accuracy")
     if value.empty:  # fewer than two tasks can test it: nothing to cluster apart
         return Verdict(3, "the thetas of one task cluster together", UNDECIDED, f"{len(means)} testable task(s)",
-                       ("undecided: fewer than two tasks can test it",) + _left_out(left_out))
+                       ("undecided: fewer than two tasks can test it",) + _left_out(left_out), "too few tasks")
     knn = value.iloc[0]
     closer = int((means["within task"] < means["across tasks"]).sum())
     near = at_least(knn, KNN_AT_LEAST, ci)
     outcome = both(near, HOLDS if closer == len(means) else FAILS)
     notes = _where(near, f"the 5-NN interval reaches {KNN_AT_LEAST}") + _left_out(left_out)
     return Verdict(3, "the thetas of one task cluster together", outcome,
-                   f"5nn_accuracy={knn:.3f}{_ci(ci, 2)} within<across for {closer}/{len(means)} tasks", notes)
+                   f"5nn_accuracy={knn:.3f}{_ci(ci, 2)} within<across for {closer}/{len(means)} tasks", notes,
+                   f"5-NN {knn:.2f}{_ci(ci, 2)}, {closer} of {len(means)} tasks apart")
 
 
 def _left_out(tasks: list[str] | None, why: str = f"ICL adds < {MIN_GAIN} over the query alone") -> tuple[str, ...]:
@@ -230,7 +235,8 @@ def dominance(table: pd.DataFrame, ci: dict | None = None) -> Verdict:
                      f"{PAIRS_AT_LEAST} needed")
     return Verdict(4, "a patched theta of B overrides demonstrations of A", outcome,
                    f"patched_on_B>={B_AT_LEAST} in {reached} of {len(valid)} testable pairs "
-                   f"(of {len(pairs)} non-translation pairs)" + (f": {shown}" if shown else ""), tuple(notes))
+                   f"(of {len(pairs)} non-translation pairs)" + (f": {shown}" if shown else ""), tuple(notes),
+                   f"{reached} of {len(valid)} testable pairs reach {B_AT_LEAST} ({PAIRS_AT_LEAST} needed)")
 
 
 def describing(tokens: pd.DataFrame, words: dict[str, list[str]]) -> pd.Series:
@@ -257,4 +263,5 @@ def interpretation(tokens: pd.DataFrame, words: dict[str, list[str]], left_out: 
     return Verdict(5, "projected onto the vocabulary, theta names its task", outcome,
                    f"{len(named)} of {len(found)} tasks name themselves"
                    + (": " + ", ".join(f"{short_name(t)} ({'/'.join(w)})" for t, w in named.items())
-                      if len(named) else ""), notes)
+                      if len(named) else ""), notes,
+                   f"{len(named)} of {len(found)} tasks named ({TASKS_NAMED} needed)")
