@@ -57,7 +57,9 @@ def test_provenance_lists_what_a_page_read_with_versions_and_time(tmp_path, monk
     store.cached(folder / "main" / "t.csv", config, lambda: pd.DataFrame({"x": [1]}))
     outside = tmp_path / "other" / "main" / "t.csv"
     store.cached(outside, config, lambda: pd.DataFrame({"x": [2]}))
-    record = provenance.record("03_accuracy", Runner("m", results_dir=tmp_path, stored_only=True))
+    runner = Runner("m", results_dir=tmp_path, stored_only=True)
+    assert provenance.record("03_accuracy", runner) is None  # a page's last cell prints nothing
+    record = runner.place("pages") / f"03_accuracy{provenance.READS_SUFFIX}"
     assert json.loads(record.read_text()) == {"page": "03_accuracy", "results": ["main/t.csv"]}
     (tmp_path / "m2" / "main").mkdir(parents=True)  # a second model with nothing stored
     table = provenance.table(["m", "m2"], tmp_path, recorded_on="m").set_index("model")

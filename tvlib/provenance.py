@@ -14,7 +14,7 @@ from tvlib import store
 READS_SUFFIX = ".reads.json"
 
 
-def record(page: str, runner) -> Path:
+def record(page: str, runner) -> None:
     """Write the stored results this process has read under the runner's model folder as <page>.reads.json in its
     pages folder (`runner.place("pages")`): their paths relative to the model folder, sorted, so the same reads
     give the same file. A page calls it last; `table` then reads the same paths in every model's folder."""
@@ -22,8 +22,7 @@ def record(page: str, runner) -> Path:
     read = sorted({p.resolve().relative_to(folder).as_posix() for p in store.READS
                    if p.resolve().is_relative_to(folder)})
     target = runner.place("pages") / f"{page}{READS_SUFFIX}"
-    store.write_json(target, {"page": page, "results": read})
-    return target
+    store.write_json(target, {"page": page, "results": read})  # returns nothing: a page's last cell shows nothing
 
 
 def pages(folder: Path | str) -> dict[str, list[str]]:
