@@ -98,25 +98,30 @@ def _sha256(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Layout:
-    """Dotted paths to the decoder blocks, the final norm and the unembedding of one architecture."""
+    """Dotted paths to the decoder blocks, the final norm and the unembedding of one architecture, and (inside a
+    block) to the attention output projection, whose input holds every head's output side by side."""
 
     blocks: str
     norm: str
     unembed: str
+    attn_out: str = ""  # empty: found by tvlib.heads' generic search
+    attn_post_norm: str = ""  # a norm between the attention output and the residual stream (Gemma 2 and 3)
 
 
 LAYOUTS: dict[str, Layout] = {
-    "llama": Layout("model.layers", "model.norm", "lm_head"),
-    "mistral": Layout("model.layers", "model.norm", "lm_head"),
-    "qwen2": Layout("model.layers", "model.norm", "lm_head"),
-    "qwen3": Layout("model.layers", "model.norm", "lm_head"),
-    "gemma": Layout("model.layers", "model.norm", "lm_head"),
-    "gemma2": Layout("model.layers", "model.norm", "lm_head"),
-    "gemma3_text": Layout("model.layers", "model.norm", "lm_head"),
-    "gemma3": Layout("model.language_model.layers", "model.language_model.norm", "lm_head"),
-    "gpt_neox": Layout("gpt_neox.layers", "gpt_neox.final_layer_norm", "lm_head"),  # `embed_out` before transformers 5
-    "gptj": Layout("transformer.h", "transformer.ln_f", "lm_head"),
-    "gpt2": Layout("transformer.h", "transformer.ln_f", "lm_head"),
+    "llama": Layout("model.layers", "model.norm", "lm_head", "self_attn.o_proj"),
+    "mistral": Layout("model.layers", "model.norm", "lm_head", "self_attn.o_proj"),
+    "qwen2": Layout("model.layers", "model.norm", "lm_head", "self_attn.o_proj"),
+    "qwen3": Layout("model.layers", "model.norm", "lm_head", "self_attn.o_proj"),
+    "gemma": Layout("model.layers", "model.norm", "lm_head", "self_attn.o_proj"),
+    "gemma2": Layout("model.layers", "model.norm", "lm_head", "self_attn.o_proj", "post_attention_layernorm"),
+    "gemma3_text": Layout("model.layers", "model.norm", "lm_head", "self_attn.o_proj", "post_attention_layernorm"),
+    "gemma3": Layout("model.language_model.layers", "model.language_model.norm", "lm_head", "self_attn.o_proj",
+                     "post_attention_layernorm"),
+    # GPT-NeoX's unembedding was `embed_out` before transformers 5 (LM.unembed falls back to it)
+    "gpt_neox": Layout("gpt_neox.layers", "gpt_neox.final_layer_norm", "lm_head", "attention.dense"),
+    "gptj": Layout("transformer.h", "transformer.ln_f", "lm_head", "attn.out_proj"),
+    "gpt2": Layout("transformer.h", "transformer.ln_f", "lm_head", "attn.c_proj"),
 }
 
 
