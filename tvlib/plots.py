@@ -338,7 +338,9 @@ def ratio_strip(summary: pd.DataFrame) -> plt.Figure:
 
 SERIES_COLORS = {**METHOD_COLORS, "mean theta": "#1f77b4", "per context": "#2ca02c", "add": "#1f77b4",
                  "replace": "#2ca02c"}
-SERIES_LABELS = {"regular": "ICL (regular)", "hypothesis": "theta patched (hypothesis)", "baseline": "query alone",
+SERIES_COLORS |= {"fv": "#d62728", "theta": "#1f77b4", "query alone": "#9e9e9e"}
+SERIES_LABELS = {"fv": "function vector added", "theta": "theta written at L", "query alone": "query alone",
+                 "regular": "ICL (regular)", "hypothesis": "theta patched (hypothesis)", "baseline": "query alone",
                  "mean theta": "mean theta of m contexts", "per context": "per-context theta (paper)",
                  "add": "alpha x theta added", "replace": "theta replaces (paper)"}
 
@@ -417,6 +419,55 @@ def format_matrices(table: pd.DataFrame, formats: list[str]) -> plt.Figure:
         ax.set_title("mean over tasks" if task == "mean" else short_name(task), fontsize=10)
     fig.supxlabel("target: the bare query's format", fontsize=10)
     fig.supylabel("source: theta's format", fontsize=10)
+    return fig
+
+
+def head_maps(heads: pd.DataFrame, fv_heads: list[tuple[int, int]], induction_heads: list[tuple[int, int]],
+              theta_layers: list[int]) -> plt.Figure:
+    """Two maps of every head (rows: layers, columns: heads): AIE averaged over tasks, and the induction score; the
+    FV heads boxed in red, the induction heads in black, and the span of theta's L shaded on the left."""
+    _style()
+    n_layers, n_heads = int(heads["layer"].max()) + 1, int(heads["head"].max()) + 1
+    fig, axes = plt.subplots(1, 2, figsize=(9, 1.6 + 0.19 * n_layers), layout="constrained")
+    for ax, column, title, cmap in ((axes[0], "aie", "AIE (mean over tasks)", "Reds"),
+                                    (axes[1], "induction", "induction score", "Greys")):
+        grid = heads.pivot(index="layer", columns="head", values=column).to_numpy(float)
+        shown = ax.imshow(grid, cmap=cmap, aspect="auto", vmin=min(0.0, np.nanmin(grid)))
+        fig.colorbar(shown, ax=ax, shrink=0.8)
+        for (layer, head), colour in [*((s, "#d62728") for s in fv_heads), *((s, "black") for s in induction_heads)]:
+            ax.add_patch(plt.Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor=colour, linewidth=1.6))
+        ax.axhspan(min(theta_layers) - 0.5, max(theta_layers) + 0.5, xmin=0, xmax=0.04, color="#1f77b4")
+        ax.set_xticks(range(n_heads), [str(h) for h in range(n_heads)], fontsize=9)
+        ticks = list(range(0, n_layers, 2 if n_layers > 20 else 1))
+        ax.set_yticks(ticks, [str(t) for t in ticks], fontsize=9)
+        ax.set_xlabel("head", fontsize=10)
+        ax.set_ylabel("layer", fontsize=10)
+        ax.set_title(title, fontsize=10)
+        ax.grid(False)
+    fig.suptitle("red boxes: FV heads; black: induction heads; blue strip: the layers theta's L takes", fontsize=9)
+    return fig
+
+
+def method_bars(table: pd.DataFrame, by: str, methods: list[str], xlabel: str) -> plt.Figure:
+    """Mean accuracy over tasks (task 'mean' of `intervals.fixed`) with its 95% interval, a group of bars per value
+    of `by` and a bar per method."""
+    _style()
+    mean = table[table["task"] == "mean"]
+    groups = list(dict.fromkeys(mean[by]))
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        part = mean[mean["method"] == method].set_index(by).loc[groups]
+        x = np.arange(len(groups)) + (i - (len(methods) - 1) / 2) * width
+        bars = ax.bar(x, part["accuracy"], width, color=SERIES_COLORS.get(method, "#555555"),
+                      label=SERIES_LABELS.get(method, method))
+        _error_bars(ax, bars, part["accuracy"].tolist(), part["low"].tolist(), part["high"].tolist())
+    ax.set_xticks(range(len(groups)), groups, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=10)
+    ax.set_ylabel("test accuracy (mean over tasks)", fontsize=10)
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=9)
+    fig.tight_layout()
     return fig
 
 

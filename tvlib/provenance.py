@@ -50,6 +50,13 @@ def _seconds(manifests: list[dict]) -> str:
     return total if len(timed) == len(manifests) else f"{total} (for {len(timed)} of {len(manifests)} results)"
 
 
+def compute_time(folder: Path | str) -> str:
+    """How long every result stored under `folder` took to compute, and on what: what a page says it costs."""
+    manifests = [json.loads(m.read_text(encoding="utf-8")) for m in sorted(Path(folder).rglob("*.json"))
+                 if not m.name.endswith(READS_SUFFIX)]
+    return _seconds([m for m in manifests if "key" in m])
+
+
 def row(folder: Path | str, results: list[str]) -> dict:
     """One page on one model: how many of the page's results are stored, their combined configuration key (the
     keys of all of them, hashed: equal keys mean the same computations), their library versions and time."""

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tvlib import __version__, beyond, clusters, defaults, experiments, paths, store
+from tvlib import function_vectors as fvs
 from tvlib.errors import TooFewExamples, TvlibError
 from tvlib.experiments import Protocol
 from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model, load_tokenizer
@@ -273,6 +274,57 @@ class Runner:
                                   **{name: value for name, (value, _) in own.items()})
             jobs.append((folder / f"{task}.csv", config, lambda data=data, task=task: compute(data, layers[task])))
         return pd.concat(self._run(jobs, kind), ignore_index=True)
+
+    # ----------------------------------------------------------------------- function vectors (tvlib.function_vectors)
+
+    def function_vectors(self, tasks: list[str], k: int = fvs.TOP_K) -> dict[str, pd.DataFrame]:
+        """Todd et al.'s function vectors on these tasks: each head's AIE per task; the induction score of every
+        head; then, with the k heads of highest AIE over all `tasks`, FV against theta on zero-shot queries in every
+        format, FV by number of heads and by layer, and ICL with FV, induction or random heads mean-ablated."""
+        setups: dict[str, fvs.Setup] = {}
+
+        def setup(task: str) -> fvs.Setup:
+            if task not in setups:
+                setups[task] = fvs.task_setup(self.lm, load_task(task), self.protocol)
+            return setups[task]
+
+        folder = self.function_vectors_folder(k)
+        base = {"aie_prompts": fvs.AIE_PROMPTS}
+        aie = pd.concat(self._run([(folder / "aie" / f"{t}.csv", self._config(
+            "fv_aie", self.protocol, task=t, data=load_task(t).fingerprint(), **base),
+            lambda t=t: fvs.indirect_effects(self.lm, setup(t), self.protocol.progress)) for t in tasks], "AIE"),
+            ignore_index=True)
+        induction, sites = self._run([(folder / "induction.csv", self._config(
+            "fv_induction", self.protocol, tokens=fvs.INDUCTION_TOKENS, sequences=fvs.INDUCTION_SEQUENCES),
+            lambda: fvs.induction_scores(self.lm, self.protocol.seed)),
+            (folder / "sites.csv", self._config("fv_sites", self.protocol), lambda: fvs.sites(self.lm))])
+        ranked = fvs.top_heads(aie, max(fvs.K_SWEEP))
+        sets = fvs.head_sets(ranked[:k], induction, k, self.protocol.seed)
+        layers = self.best_layers(tasks)
+        shared = {**base, "heads": [str(s) for s in ranked], "k": k, "ablated": {n: [str(s) for s in v]
+                                                                              for n, v in sets.items()}}
+        found = {"aie": aie, "induction": induction, "sites": sites}
+
+        def stored(question: str, compute, fv_layers: dict | None = None) -> pd.DataFrame:
+            """One file a task; where the FV's dev-chosen layer decides the result, it keys the file too."""
+            jobs = [(folder / question / f"{t}.csv", self._config(
+                f"fv_{question}", self.protocol, task=t, layer=layers[t], data=load_task(t).fingerprint(),
+                **shared, **({"fv_layer": fv_layers[t]} if fv_layers else {})),
+                lambda t=t: compute(t).assign(category=load_task(t).category)) for t in tasks]
+            found[question] = pd.concat(self._run(jobs, question), ignore_index=True)
+            return found[question]
+
+        swept = stored("by_layer", lambda t: fvs.by_layer(self.lm, setup(t), ranked[:k], self.protocol))
+        at = {t: fvs.chosen_layer(frame) for t, frame in swept.groupby("task")}
+        stored("zero_shot", lambda t: fvs.zero_shot(self.lm, setup(t), ranked[:k], layers[t], at[t], self.protocol,
+                                                    beyond.FORMATS), at)
+        stored("by_heads", lambda t: fvs.by_heads(self.lm, setup(t), ranked, at[t], self.protocol), at)
+        stored("ablated", lambda t: fvs.ablated(self.lm, setup(t), sets, self.protocol))
+        return found
+
+    def function_vectors_folder(self, k: int = fvs.TOP_K) -> Path:
+        """Where `function_vectors` stores its results (named after k where it is not Todd et al.'s)."""
+        return self._place("function_vectors", k=(k, fvs.TOP_K))
 
     def _n_layers(self, task: str) -> int:
         """Number of blocks, read from the stored dev sweep when there is one (no model load)."""
