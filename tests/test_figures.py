@@ -162,6 +162,21 @@ def _formats() -> tuple[pd.DataFrame, list[str]]:
     return table, formats
 
 
+def _heads(n_layers: int = 30, n_heads: int = 9) -> pd.DataFrame:
+    """A head map the size of SmolLM2's (the most rows a page draws)."""
+    rng = np.random.default_rng(5)
+    return pd.DataFrame([{"layer": l, "head": h, "aie": rng.normal(0, 0.02), "induction": rng.uniform(0, 1)}
+                         for l in range(n_layers) for h in range(n_heads)])
+
+
+def _method_means() -> pd.DataFrame:
+    """`intervals.fixed`'s mean rows for three methods in the three formats of Beyond the paper."""
+    rows = [{"task": "mean", "method": m, "format": f, "accuracy": a, "low": a - 0.03, "high": a + 0.03}
+            for f in ("example:x->y", "Q: x / A: y", "x = y") for m, a in (("query alone", 0.1), ("fv", 0.5),
+                                                                          ("theta", 0.65))]
+    return pd.DataFrame(rows)
+
+
 def _inputs() -> dict[str, tuple]:
     summary, (averages, ci), (hist, grid), (table, rows), (formats, names) = (
         _summary(), _averages(), _histograms(), _conflicts(), _formats())
@@ -186,6 +201,8 @@ def _inputs() -> dict[str, tuple]:
                                            "demos", "alpha (theta added with this weight)", ("replace", "regular"),
                                            True),
         "format_matrices": (formats, names),
+        "head_maps": (_heads(), [(20, 5), (20, 6), (17, 5)], [(3, 1), (20, 5)], [18, 20, 22]),
+        "method_bars": (_method_means(), "format", ["query alone", "fv", "theta"], "format of the bare query"),
     }
 
 
