@@ -25,7 +25,7 @@ from tvlib.models import LM
 from tvlib.progress import progress_bar
 from tvlib.prompts import Context
 from tvlib.tasks import Example, Task
-from tvlib.vectors import Answers, predict
+from tvlib.vectors import Answers, _scatter, predict
 
 TOP_K = 10
 """Heads in a function vector: Todd et al.'s choice for GPT-J (10 of its 448)."""
@@ -163,14 +163,9 @@ def _added(lm: LM, task: Task, contexts: list[Context], fmt, vector: torch.Tenso
     ids = reuse.token_ids(lm, bare)
     rows = [reuse.Row(q, (ids[q][-1],), lm.check_layer(layer)) for layer in layers for q in range(len(bare))]
     answers = Answers()
-    answers.ids, answers.margins = [0] * len(rows), [0.0] * len(rows)
+    receive = _scatter(answers, len(rows))  # vectors.sweep's way of writing each batch into its rows
 
     def on_batch(numbers: list[int], batch: list[reuse.Row]):
-        def receive(numbers_: list[int], logits: torch.Tensor) -> None:
-            part = Answers()
-            part.add(logits)
-            for i, token, margin in zip(numbers_, part.ids, part.margins):
-                answers.ids[i], answers.margins[i] = token, margin
         return heads.hooks(lm, [[Edit(Site(r.tag), vector)] for r in batch], "add"), receive
 
     reuse.run(lm, [x[:-1] for x in ids], rows, on_batch, 2 * protocol.batch_size, 16 * protocol.batch_size)
