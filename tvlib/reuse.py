@@ -29,7 +29,7 @@ class Row:
 
 
 @lru_cache(maxsize=None)
-def _forward_names(model_class: type) -> tuple[str, bool]:
+def forward_names(model_class: type) -> tuple[str, bool]:
     """The cache keyword of forward() (`cache` from transformers 5.2x, `past_key_values` before) and logits_to_keep."""
     params = inspect.signature(model_class.forward).parameters
     return ("cache" if "cache" in params else "past_key_values"), "logits_to_keep" in params
@@ -51,7 +51,7 @@ def split_common(groups: Sequence[Sequence[list[int]]]) -> tuple[list[list[int]]
     return prefixes, rows
 
 
-def _empty_cache(lm: LM):
+def empty_cache(lm: LM):
     """A fresh cache of the kind the model builds for itself (sliding-window layers included)."""
     from transformers import DynamicCache
 
@@ -83,8 +83,8 @@ def _run_prefixes(lm: LM, prefixes: list[list[int]]) -> _Prefixes:
     ids = torch.tensor([[pad] * (width - len(p)) + p for p in prefixes])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prefixes])
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache_kw, keeps = _forward_names(type(lm.model))
-    cache = _empty_cache(lm)
+    cache_kw, keeps = forward_names(type(lm.model))
+    cache = empty_cache(lm)
     device = lm.device
     lm.model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
              use_cache=True, **{cache_kw: cache}, **({"logits_to_keep": 1} if keeps else {}))
@@ -98,7 +98,7 @@ def _continue(lm: LM, pre: _Prefixes, rows: list[Row]) -> torch.Tensor:
     steps = ids.shape[1]
     mask = torch.cat([pre.mask[index], torch.ones(len(rows), steps, dtype=pre.mask.dtype)], dim=1)
     positions = pre.lengths[index, None] + torch.arange(steps)[None]
-    cache_kw, keeps = _forward_names(type(lm.model))
+    cache_kw, keeps = forward_names(type(lm.model))
     device = lm.device
     out = lm.model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
                    use_cache=True, **{cache_kw: _select(pre.cache, index.to(device))},
