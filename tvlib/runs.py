@@ -12,9 +12,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from tvlib import __version__, beyond, clusters, defaults, experiments, paths, store
+from tvlib import __version__, beyond, clusters, defaults, experiments, multitoken, paths, store
 from tvlib import function_vectors as fvs
 from tvlib.errors import TooFewExamples, TvlibError
+from tvlib.generation import MAX_NEW_TOKENS, PATCHES
 from tvlib.experiments import Protocol
 from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model, load_tokenizer
 from tvlib.prompts import first_token
@@ -325,6 +326,25 @@ class Runner:
     def function_vectors_folder(self, k: int = fvs.TOP_K) -> Path:
         """Where `function_vectors` stores its results (named after k where it is not Todd et al.'s)."""
         return self._place("function_vectors", k=(k, fvs.TOP_K))
+
+    # ----------------------------------------------------------------------- answers of several tokens (tvlib.multitoken)
+
+    def several_tokens(self, tasks: list[str], max_new_tokens: int = MAX_NEW_TOKENS) -> pd.DataFrame:
+        """`multitoken.evaluate_task` of each task: every pair kept, answers generated to their end with theta
+        written at prefill only and at every step, scored whole and by the first token; one file a task."""
+        folder = self.several_tokens_folder(max_new_tokens)
+        jobs = []
+        for task in tasks:
+            data = load_task(task)
+            config = self._config("several_tokens", self.protocol, task=task, data=data.fingerprint(),
+                                  max_new_tokens=max_new_tokens, patches=list(PATCHES))
+            jobs.append((folder / f"{task}.csv.gz", config,
+                         lambda data=data: multitoken.evaluate_task(self.lm, data, self.protocol, max_new_tokens)))
+        return pd.concat(self._run(jobs, "tasks"), ignore_index=True)
+
+    def several_tokens_folder(self, max_new_tokens: int = MAX_NEW_TOKENS) -> Path:
+        """Where `several_tokens` stores its results (named after max_new_tokens where it is not the default)."""
+        return self._place("several_tokens", max_new_tokens=(max_new_tokens, MAX_NEW_TOKENS))
 
     def _n_layers(self, task: str) -> int:
         """Number of blocks, read from the stored dev sweep when there is one (no model load)."""

@@ -52,6 +52,11 @@ class Task:
             return any(a.startswith(pred) or pred.startswith(a) for a in example.answers)
         return pred in example.answers
 
+    def score_whole(self, generated: str, example: Example) -> bool:
+        """Whole-answer scoring for answers of several tokens: the generated answer, stripped, is the answer or one
+        of its accepted alternatives exactly (every category alike: a prefix is not the answer)."""
+        return generated.strip() in example.answers
+
     def fingerprint(self) -> str:
         """A short hash of the examples actually used, for results manifests."""
         blob = json.dumps([[e.input, e.output, list(e.accept)] for e in self.examples], ensure_ascii=False)
@@ -223,3 +228,18 @@ def for_tokenizer(task: Task, tokenizer, min_examples: int = 0) -> Task:
             f"({len(task.examples)} before filtering); it needs at least {min_examples} (demos + 1). "
             "Use fewer demos or add examples.")
     return replace(task, examples=kept, space=space)
+
+
+def answer_length(tokenizer, task: Task, example: Example) -> int:
+    """How many tokens the answer takes as the prompt writes it (after `->`, spaced where the task is)."""
+    return len(tokenizer.encode((" " if task.space else "") + example.output, add_special_tokens=False))
+
+
+def whole_answers(task: Task, tokenizer, min_examples: int = 0) -> Task:
+    """The task's version for answers of several tokens: every pair kept (no single-token filter), prompts spaced
+    as `for_tokenizer` spaces them, so its prompts read exactly as the one-token version's do."""
+    space = for_tokenizer(task, tokenizer).space
+    if len(task.examples) < min_examples:
+        raise TooFewExamples(f"task {task.name} has {len(task.examples)} examples; it needs at least {min_examples} "
+                             "(demos + 1). Use fewer demos or add examples.")
+    return replace(task, space=space)
