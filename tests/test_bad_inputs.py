@@ -197,6 +197,11 @@ def test_an_unknown_task_lists_the_known_ones(capsys, tiny):
 # --------------------------------------------------------------------------- counts and seeds
 
 
+def test_max_new_tokens_below_one_is_refused_before_the_model_loads(capsys):
+    said = _cli_error(capsys, ["evaluate", "--task", "knowledge_country_capital", "--max-new-tokens", "0"])
+    assert "--max-new-tokens must be at least 1" in said
+
+
 @pytest.mark.parametrize("field,value", [("n_test", 0), ("n_dev", -1), ("n_baseline", 0), ("demos", 0),
                                          ("n_dummy", -2), ("n_test", 2.5)])
 def test_counts_below_one_are_refused(field, value):

@@ -57,3 +57,27 @@ def test_library_runs_stay_silent_as_a_notebook_stores_them(tmp_path, capsys):
                     loaded=tiny_lm("llama", layers=2))
     runner.main_all(["algorithmic_to_upper", "algorithmic_next_letter"])
     assert capsys.readouterr() == ("", "")
+
+
+def test_evaluate_with_max_new_tokens_reports_whole_answers_with_intervals(tiny, tmp_path, capsys):
+    """`evaluate --max-new-tokens N`: whole-answer accuracy of the query alone, ICL and theta, each with an interval,
+    L chosen on dev by whole answers; the numbers are those of the predictions it writes with --out."""
+    import pandas as pd
+
+    out_csv = tmp_path / "whole.csv"
+    argv = ["evaluate", "--model", str(tiny), "--task", "algorithmic_to_upper", *FEW, "--max-new-tokens", "3",
+            "--patch", "every_step", "--json", "--out", str(out_csv)]
+    assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    row = json.loads(out.splitlines()[-1])
+    assert "whole answers of up to 3 tokens, theta at every_step" in err
+    frame = pd.read_csv(out_csv)
+    assert set(frame["patch"].dropna()) == {"none", "every_step"}
+    test = frame[(frame["split"] == "test") & (frame["method"] == "hypothesis")]
+    assert row["best_layer"] == int(test["layer"].iloc[0]) and row["patch"] == "every_step"
+    for method in ("baseline", "regular", "hypothesis"):
+        part = frame[(frame["split"] != "dev") & (frame["method"] == method)]
+        assert row[f"{method}_whole"] == pytest.approx(part["correct_whole"].mean(), abs=1e-4)
+        low, high = row[f"{method}_whole_ci"]
+        assert low <= row[f"{method}_whole"] <= high
+    assert frame.groupby("split")["generated"].apply(lambda g: g.fillna("").str.len().max()).max() > 0

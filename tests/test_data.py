@@ -114,3 +114,15 @@ def test_build_is_deterministic(tmp_path):
     assert built == sorted(f"{task}.json" for task in TASKS)
     for name in built:
         assert (tmp_path / name).read_bytes() == (TASKS_DIR / name).read_bytes(), f"{name} differs from the build"
+
+
+def test_the_data_cards_several_token_table_is_what_its_script_writes():
+    """data/README.md's table of answers of several tokens per offline tokenizer cannot drift from the code that
+    decides which tasks the Several tokens chapter runs on (`multitoken.split_tasks`)."""
+    spec = importlib.util.spec_from_file_location("several_tokens", ROOT / "data" / "several_tokens.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    card = (ROOT / "data" / "README.md").read_text(encoding="utf-8")
+    section = card.split(script.BEGIN, 1)[1].split(script.END, 1)[0].strip()
+    assert section == script.table()
+    assert "translation_en_es" in section.split("chapter runs on", 1)[1]  # a task that splits is named

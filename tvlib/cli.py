@@ -48,11 +48,17 @@ def _parser() -> argparse.ArgumentParser:
                     help="auto (bfloat16 on a GPU or a CPU with native bfloat16, else float32), float32, bfloat16 "
                          "or float16")
     ev.add_argument("--batch-size", type=int, default=PAPER.BATCH_SIZE, help="prompts per forward pass")
+    ev.add_argument("--max-new-tokens", type=int, metavar="N",
+                    help="answers of several tokens: keep every pair, generate up to N tokens an answer (to the "
+                         "newline), and report whole-answer accuracy, L chosen on dev by whole answers")
+    ev.add_argument("--patch", choices=["prefill", "every_step"], default="prefill",
+                    help="with --max-new-tokens: write theta at the prompt's last position only, or at every step")
     ev.add_argument("--json", action="store_true", help="one JSON object per task per line on stdout (progress "
                                                           "bars stay on stderr)")
     ev.add_argument("--out", help="also write every prediction to this CSV file")
 
-    ts = sub.add_parser("tasks", help="list the tasks with their sizes before and after the paper's filter")
+    ts = sub.add_parser("tasks", help="list the tasks with their sizes before and after the paper's filter, and how "
+                                      "many answers take several tokens")
     ts.add_argument("--model", default=DEFAULT_MODEL, help="tokenizer for the paper's per-tokenizer filter")
     ts.add_argument("--json", action="store_true")
     rb = sub.add_parser("run-book", help="execute every chapter with papermill into a run folder (resumable), "
@@ -132,15 +138,15 @@ def _run_book(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from tvlib.experiments import Protocol, dev_curve, evaluate_task, summarize
+    if args.max_new_tokens is not None:
+        return _evaluate_whole(args)
+
+    from tvlib.experiments import dev_curve, evaluate_task, summarize
     from tvlib.intervals import per_task, task_replicates
     from tvlib.models import load_model
     from tvlib.store import write_csv
-    from tvlib.tasks import load_task
 
-    protocol = Protocol(n_dev=args.n_dev, n_test=args.n_test, n_baseline=args.n_baseline, demos=args.demos,
-                        n_dummy=args.dummies, seed=args.seed, batch_size=args.batch_size, progress=True)
-    tasks = [load_task(t, args.category if t.endswith(".json") or Path(t).exists() else None) for t in args.task]
+    protocol, tasks = _protocol_and_tasks(args)
     lm = load_model(args.model, args.device, args.dtype)
     frames = []
     for i, task in enumerate(tasks, 1):
@@ -168,6 +174,59 @@ def _evaluate(args: argparse.Namespace) -> None:
         write_csv(args.out, pd.concat(frames, ignore_index=True))
 
 
+def _protocol_and_tasks(args: argparse.Namespace) -> tuple:
+    """The protocol and tasks `evaluate` was asked for: both checked before any model loads."""
+    from tvlib.experiments import Protocol
+    from tvlib.tasks import load_task
+
+    protocol = Protocol(n_dev=args.n_dev, n_test=args.n_test, n_baseline=args.n_baseline, demos=args.demos,
+                        n_dummy=args.dummies, seed=args.seed, batch_size=args.batch_size, progress=True)
+    tasks = [load_task(t, args.category if t.endswith(".json") or Path(t).exists() else None) for t in args.task]
+    return protocol, tasks
+
+
+def _evaluate_whole(args: argparse.Namespace) -> None:
+    """`evaluate --max-new-tokens N`: whole-answer accuracy of the query alone, ICL and theta (one patch), each with
+    its bootstrap 95% interval over queries or test contexts; L is chosen on dev by whole answers and held fixed."""
+    import pandas as pd
+
+    from tvlib import multitoken
+    from tvlib.intervals import proportion
+    from tvlib.models import load_model
+    from tvlib.store import write_csv
+
+    if args.max_new_tokens < 1:
+        raise TvlibError(f"--max-new-tokens must be at least 1, not {args.max_new_tokens}")
+    protocol, tasks = _protocol_and_tasks(args)
+    lm = load_model(args.model, args.device, args.dtype)
+    frames = []
+    for i, task in enumerate(tasks, 1):
+        logging.getLogger("tvlib").info("%s (task %d of %d): whole answers of up to %d tokens, theta at %s",
+                                        task.name, i, len(tasks), args.max_new_tokens, args.patch)
+        frame = multitoken.evaluate_task(lm, task, protocol, args.max_new_tokens, (args.patch,))
+        frames.append(frame)
+        out = {"task": task.name, "patch": args.patch, "max_new_tokens": args.max_new_tokens}
+        for method in ("baseline", "regular", "hypothesis"):
+            part = frame[(frame["split"] != "dev") & (frame["method"] == method)]
+            for rule, column in (("whole", "correct_whole"), ("first_token", "correct_first")):
+                values = part[column].to_numpy(float)
+                out[f"{method}_{rule}"] = round(float(values.mean()), 4)
+                out[f"{method}_{rule}_ci"] = [round(v, 4) for v in proportion(values)]
+            if method == "hypothesis":
+                out["best_layer"] = int(part["layer"].iloc[0])
+        if args.json:
+            print(json.dumps(out), flush=True)
+        else:
+            print(f"{task.name}, whole answers (up to {args.max_new_tokens} tokens, theta at {args.patch}): "
+                  + "  ".join(f"{m} {out[f'{m}_whole']:.2f} {out[f'{m}_whole_ci']}"
+                              for m in ("baseline", "regular", "hypothesis"))
+                  + f"  at layer {out['best_layer']} of {lm.n_layers} (chosen on dev by whole answers)")
+            print("  by the first token: " + "  ".join(f"{m} {out[f'{m}_first_token']:.2f}"
+                                                     for m in ("baseline", "regular", "hypothesis")), flush=True)
+    if args.out:
+        write_csv(args.out, pd.concat(frames, ignore_index=True))
+
+
 def _claims(args: argparse.Namespace) -> None:
     from tvlib.claims import report
 
@@ -177,6 +236,7 @@ def _claims(args: argparse.Namespace) -> None:
 
 def _tasks(args: argparse.Namespace) -> None:
     from tvlib.models import load_tokenizer
+    from tvlib.multitoken import split_count
     from tvlib.tasks import for_tokenizer, load_task, task_names
 
     tokenizer = load_tokenizer(args.model)
@@ -184,9 +244,10 @@ def _tasks(args: argparse.Namespace) -> None:
         task = load_task(name)
         used = for_tokenizer(task, tokenizer)
         row = {"name": name, "category": task.category, "n_pairs": len(task), "n_used": len(used.examples),
-               "space": used.space}
+               "space": used.space, "n_several_tokens": split_count(task, tokenizer)}
         print(json.dumps(row) if args.json else f"{name:45s} {row['category']:12s} {row['n_pairs']:5d} pairs "
-              f"{row['n_used']:5d} used{' (spaced)' if used.space else ''}")
+              f"{row['n_used']:5d} used {row['n_several_tokens']:5d} of several tokens"
+              f"{' (spaced)' if used.space else ''}")
 
 
 class _Stderr(logging.Handler):
