@@ -39,13 +39,18 @@ def _versions(manifests: list[dict]) -> str:
     return "; ".join(seen + ([f"not recorded for {missing} of {len(manifests)}"] if missing else []))
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread" if n == 1 else f"{n} threads"
+
+
 def _seconds(manifests: list[dict]) -> str:
     """The compute time a page's results took, summed where their manifests record it."""
     timed = [m["computed"]["seconds"] for m in manifests if "computed" in m]
     if not timed:
         return "not recorded"
     total = f"{sum(timed):.0f} s"
-    cpus = sorted({f"{m['computed']['cpu']}, {m['computed']['threads']} threads" for m in manifests if "computed" in m})
+    cpus = sorted({f"{m['computed']['cpu']}, {_threads(m['computed']['threads'])}" for m in manifests
+                   if "computed" in m})
     total += f" on {'; '.join(cpus)}"
     return total if len(timed) == len(manifests) else f"{total} (for {len(timed)} of {len(manifests)} results)"
 
