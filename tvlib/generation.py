@@ -117,11 +117,16 @@ def generate(lm: LM, texts: Sequence[str], thetas: torch.Tensor | None = None, l
     (`"every_step"`); without thetas, plain greedy decoding."""
     if patch not in PATCHES:
         raise TvlibError(f"patch must be one of {', '.join(PATCHES)}, not {patch!r}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise TvlibError(f"max_new_tokens must be a whole number of at least 1, not {max_new_tokens!r}")
+    for name, value in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise TvlibError(f"{name} must be a whole number of at least 1, not {value!r}")
     if thetas is not None:
         if layers is None or len(layers) != len(texts) or len(thetas) != len(texts):
             raise TvlibError("generate needs one theta and one layer per prompt")
+        width = lm.model.get_input_embeddings().embedding_dim
+        if thetas.ndim != 2 or thetas.shape[1] != width:
+            raise TvlibError(f"each theta must be a vector of the model's width {width}, not of shape "
+                             f"{tuple(thetas.shape[1:])}: read theta from this model's blocks")
         layers = [lm.check_layer(layer) for layer in layers]
     result = Generations()
     for rows in progress_bar(chunks(list(range(len(texts))), batch_size), desc, progress):

@@ -214,13 +214,14 @@ def _single(tokenizer, text: str) -> bool:
 def for_tokenizer(task: Task, tokenizer, min_examples: int = 0) -> Task:
     """The paper's per-tokenizer rule: knowledge keeps every pair (answers of several tokens are scored by prefix);
     algorithmic tasks keep single-token outputs, never spaced; linguistic, translation and custom tasks keep
-    single-token outputs, with a leading space before x and y when that keeps at least 0.7x as many pairs."""
+    single-token outputs, with a leading space before x and y when that keeps at least 0.7x as many pairs
+    (and any at all: a task with no single-token output either way stays unspaced)."""
     if task.category == "knowledge":
         kept, space = task.examples, False
     else:
         plain = tuple(e for e in task.examples if _single(tokenizer, e.output))
         spaced = tuple(e for e in task.examples if _single(tokenizer, " " + e.output))
-        space = task.category != "algorithmic" and len(spaced) >= SPACE_RATIO * len(plain)
+        space = task.category != "algorithmic" and len(spaced) >= SPACE_RATIO * len(plain) and len(spaced) > 0
         kept = spaced if space else plain
     if len(kept) < min_examples:
         raise TooFewExamples(
