@@ -273,3 +273,15 @@ def test_a_task_with_no_single_token_answer_either_way_stays_unspaced():
     long_words = Task("custom_long", "custom", tuple(Example(f"w{i}", f"antidisestablishment{i}xq") for i in range(8)))
     assert for_tokenizer(long_words, tok).examples == ()
     assert whole_answers(long_words, tok).space is False and len(whole_answers(long_words, tok).examples) == 8
+
+
+def test_an_answer_leads_where_the_generation_begins_with_it_and_a_word_ends_there():
+    from tvlib.multitoken import _leads
+    from tvlib.tasks import Example
+
+    believed = Example("believe", "believed")
+    assert _leads("believed, believe_believe", believed) and _leads(" believed", believed)
+    assert not _leads("believedly", believed) and not _leads("believe", believed)
+    capital = Example("Argentina", "Buenos Aires", ("B. Aires",))
+    assert _leads("Buenos Aires!", capital) and _leads("B. Aires is", capital)
+    assert not _leads("Buenos", capital) and not _leads("Tunisia", Example("Tunisia", "Tunis"))

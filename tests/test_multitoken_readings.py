@@ -21,7 +21,8 @@ def _rows(task: str, split: str, method: str, patch: str, layer, whole, first, s
         "layer": layer, "context": range(n), "query": [f"q{i}" for i in range(n)], "expected": "yes",
         "answer_tokens": tokens if tokens is not None else [1 + i % 2 for i in range(n)],
         "generated": ["yes" if w else "no" for w in whole], "first": "y",
-        "correct_first": first, "correct_start": start if start is not None else first, "correct_whole": whole,
+        "correct_first": first, "correct_start": start if start is not None else first, "correct_lead": whole,
+        "correct_whole": whole,
         "stopped": True, "margin": 1.0, "prompt": "p",
     })
 
@@ -107,6 +108,7 @@ def test_a_small_paired_difference_is_decided_where_the_marginal_intervals_overl
 def test_an_interval_that_holds_zero_cannot_be_decided():
     read = readings.tables(_frame(icl=0.9, prefill=0.5, every=0.5, base=0.0))
     assert verdicts.UNDECIDED in readings.answer_patch(read)
+    assert verdicts.UNDECIDED in readings.answer_stop(read)  # whole and leading answers are the same here
 
 
 def test_where_icl_adds_too_little_nothing_is_decided_and_the_page_says_why():
@@ -151,3 +153,17 @@ def test_models_table_and_examples_come_from_the_frames():
     assert table.loc["ICL (whole)", "m1"] == f"{cell['accuracy']:.2f} [{cell['low']:.2f}, {cell['high']:.2f}]"
     shown = readings.examples(frame, read["tasks"], n=2)
     assert len(shown) == 4 and set(shown.columns) == {"task", "query", "expected", *readings.SERIES.values()}
+
+
+def test_what_ending_the_answer_costs_is_read_from_the_leading_answers():
+    """Generations that begin with the whole answer but do not stop there: 'answer leads' counts them, 'whole
+    answer' does not, and the page's paired difference says how many."""
+    frame = _frame(icl=0.9, prefill=0.3, every=0.2, base=0.0)
+    rows = (frame["split"] == "test") & (frame["patch"] == "prefill")
+    frame.loc[rows, "correct_lead"] = True  # theta starts every answer right and runs on
+    read = readings.tables(frame)
+    row = read["contrasts"].set_index("measure").loc["theta, prefill: whole answer - answer leads"]
+    assert row["difference"] == pytest.approx(0.3 - 1.0) and row["high"] < 0
+    assert readings.answer_stop(read).startswith("Does theta end the answer? not always")
+    said = readings.say_accuracy(read)[2]
+    assert "theta at prefill 1.00 [1.00, 1.00]" in said and f"{row['difference']:+.2f}" in said

@@ -1,8 +1,9 @@
 """Answers of several tokens: theta's effect on a whole generated answer, scored whole and by the paper's first token.
 
 The paper scores one greedy token. Here every pair of a task is kept (`tasks.whole_answers`), each answer is
-generated to its end (`generation.generate`), and three rules score it side by side: the paper's rule on the first
-token (`Task.score`), the first token as the start of the answer, and the whole answer exactly (`Task.score_whole`).
+generated to its end (`generation.generate`), and four rules score it side by side (`RULES`): the paper's rule on the
+first token (`Task.score`), the first token as the start of the answer, the generation beginning with the whole
+answer, and the whole answer exactly (`Task.score_whole`).
 L is chosen per patch (prefill only, or every step) on the dev contexts by whole-answer accuracy (`chosen_layer`).
 """
 
@@ -16,8 +17,10 @@ from tvlib.models import LM
 from tvlib.prompts import Context, sample_contexts, sample_queries
 from tvlib.tasks import Example, Task, answer_length, load_task, whole_answers
 
-RULES = {"first token": "correct_first", "answer start": "correct_start", "whole answer": "correct_whole"}
-"""The scoring rules and the frame's column of each."""
+RULES = {"first token": "correct_first", "answer start": "correct_start", "answer leads": "correct_lead",
+         "whole answer": "correct_whole"}
+"""The scoring rules and the frame's column of each: the paper's rule on the first token; the first token starts
+the answer; the generation begins with the whole answer (and may go on past it); exactly the whole answer."""
 
 MIN_SPLIT = 20
 """A task enters the chapter where at least this many of its answers take several tokens for the tokenizer: enough
@@ -41,9 +44,16 @@ def _starts(prediction: str, example: Example) -> bool:
     return bool(pred) and any(a.startswith(pred) for a in example.answers)
 
 
+def _leads(generated: str, example: Example) -> bool:
+    """The generation begins with a whole answer, ended there or by a character that cannot continue a word: the
+    answer is carried, whether or not the model then stops."""
+    text = generated.strip()
+    return any(text.startswith(a) and (len(text) == len(a) or not text[len(a)].isalnum()) for a in example.answers)
+
+
 def _rows(lm: LM, task: Task, split: str, method: str, patch: str, layer: int | None, queries: list[Example],
           out: Generations, prompts: list[str]) -> pd.DataFrame:
-    """One row per generated answer, scored by the three rules."""
+    """One row per generated answer, scored by every rule of `RULES`."""
     texts, firsts = out.texts(lm), out.first(lm)
     return pd.DataFrame({
         "task": task.name, "category": task.category, "split": split, "method": method, "patch": patch,
@@ -53,6 +63,7 @@ def _rows(lm: LM, task: Task, split: str, method: str, patch: str, layer: int | 
         "generated": [t.strip() for t in texts], "first": [f.strip() for f in firsts],
         "correct_first": [task.score(f, q) for f, q in zip(firsts, queries)],
         "correct_start": [_starts(f, q) for f, q in zip(firsts, queries)],
+        "correct_lead": [_leads(t, q) for t, q in zip(texts, queries)],
         "correct_whole": [task.score_whole(t, q) for t, q in zip(texts, queries)],
         "stopped": out.stopped, "margin": out.margins, "prompt": prompts,
     })

@@ -1,6 +1,6 @@
 """Reading the results of answers of several tokens (`Runner.several_tokens`): paired intervals and the sentences.
 
-ICL, theta written at prefill and theta written at every step answer the same test queries, and the three scoring
+ICL, theta written at prefill and theta written at every step answer the same test queries, and the scoring
 rules score the same answers, so each of those comparisons is read from the bootstrap interval of a paired
 difference, a task's test contexts resampled alike for every setting (`intervals.fixed`). The query alone answers
 other queries (the baseline draw), so a difference with it is read from two independent resamplings. Means over
@@ -20,7 +20,7 @@ from tvlib.multitoken import RULES, summarize
 SERIES = {"regular": "ICL", "prefill": "theta, prefill", "every_step": "theta, every step"}
 """The page's names of the settings that answer the test queries (ICL, and theta by where it is written)."""
 QUERY_ALONE = "query alone"
-WHOLE, FIRST = "whole answer", "first token"
+WHOLE, FIRST, LEADS = "whole answer", "first token", "answer leads"
 
 
 def _series(frame: pd.DataFrame) -> pd.Series:
@@ -45,7 +45,9 @@ def whole_summary(frame: pd.DataFrame) -> pd.DataFrame:
     rows.loc[rows["method"] == "baseline", "series"] = QUERY_ALONE
     table = rows.pivot(index=["task", "category"], columns="series", values=WHOLE).reset_index()
     layers = rows[rows["method"] == "hypothesis"].pivot(index="task", columns="patch", values="layer")
-    for patch in layers.columns:
+    order = ["task", "category", QUERY_ALONE, *(s for s in SERIES.values() if s in table.columns)]
+    table = table[order]
+    for patch in [p for p in SERIES if p in layers.columns]:
         table[f"L ({SERIES[patch]})"] = table["task"].map(layers[patch]).astype(int)
     return table.rename_axis(None, axis=1)
 
@@ -84,15 +86,24 @@ def _independent(name: str, reps: pd.DataFrame, table: pd.DataFrame, base_reps: 
     return {"measure": name, **difference(reps[a].to_numpy(), base_reps[b].to_numpy(), point)}
 
 
+def _by_rule(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`intervals.fixed` by rule, its table's rows in the order of `multitoken.RULES` (the first token first)."""
+    table, reps = fixed(frame, "rule")
+    order = table["rule"].map({rule: i for i, rule in enumerate(RULES)})
+    return table.assign(_order=order).sort_values(["_order"], kind="stable").drop(columns="_order"), reps
+
+
 def _contrasts(test: pd.DataFrame, base: pd.DataFrame, suffix: str = "") -> tuple[pd.DataFrame, pd.DataFrame,
                                                                                   list[dict]]:
-    table, reps = fixed(test, "rule")
-    base_table, base_reps = fixed(base, "rule")
+    table, reps = _by_rule(test)
+    base_table, base_reps = _by_rule(base)
     prefill, every, icl = SERIES["prefill"], SERIES["every_step"], SERIES["regular"]
     rows = [_ratio(f"{prefill} / ICL{suffix}", reps, table, (prefill, WHOLE), (icl, WHOLE)),
             _independent(f"{prefill} - query alone{suffix}", reps, table, base_reps, base_table, (prefill, WHOLE)),
             _paired(f"{every} - {prefill}{suffix}", reps, table, (every, WHOLE), (prefill, WHOLE))]
     rows += [_paired(f"{s}: whole answer - first token{suffix}", reps, table, (s, WHOLE), (s, FIRST))
+             for s in (icl, prefill)]
+    rows += [_paired(f"{s}: whole answer - answer leads{suffix}", reps, table, (s, WHOLE), (s, LEADS))
              for s in (icl, prefill)]
     return table, base_table, rows
 
@@ -135,7 +146,7 @@ def dev_curves(frame: pd.DataFrame) -> pd.DataFrame:
     high): theta at prefill scored by the first token and by the whole answer, and at every step by the whole
     answer, so the layer each rule would choose shows."""
     dev = long(frame, "dev")
-    dev = dev[(dev["rule"] != "answer start") & ~((dev["method"] == SERIES["every_step"]) & (dev["rule"] == FIRST))]
+    dev = dev[dev["rule"].isin([FIRST, WHOLE]) & ~((dev["method"] == SERIES["every_step"]) & (dev["rule"] == FIRST))]
     dev = dev.assign(method=dev["method"] + " (" + dev["rule"] + ")").astype({"layer": int})
     table = fixed(dev, "layer")[0]
     return table.rename(columns={"method": "series"})
@@ -149,14 +160,17 @@ def lengths(frame: pd.DataFrame) -> pd.DataFrame:
         longest=("answer_tokens", "max")).reset_index()
 
 
-def examples(frame: pd.DataFrame, tasks: list[str], n: int = 2) -> pd.DataFrame:
+def examples(frame: pd.DataFrame, tasks: list[str], n: int = 2, width: int = 18) -> pd.DataFrame:
     """The first `n` test queries of each task whose answer takes several tokens, with what ICL, theta at prefill
     and theta at every step generated for them (each at its own dev-chosen L)."""
     test = frame[(frame["split"] == "test") & frame["task"].isin(tasks)].assign(series=lambda f: _series(f))
     wide = test.pivot_table(index=["task", "context", "query", "expected", "answer_tokens"], columns="series",
                             values="generated", aggfunc="first").reset_index()
     wide = wide[wide["answer_tokens"] > 1].groupby("task", sort=False).head(n)
-    return wide[["task", "query", "expected", *SERIES.values()]].fillna("").rename_axis(None, axis=1)
+    shown = wide[["task", "query", "expected", *SERIES.values()]].fillna("").rename_axis(None, axis=1)
+    for series in SERIES.values():  # a run-on answer (one word over and over) is cut to what fits a column
+        shown[series] = shown[series].map(lambda t: t if len(t) <= width else t[:width - 1] + "…")
+    return shown.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- what the page says
@@ -189,6 +203,22 @@ def _keeps(read: dict, measure: str) -> str:
 
 def _reading(read: dict, measure: str) -> str | None:
     return _row(read, measure)["reading"] if read["decides"] else None
+
+
+def say_chosen(picked: list[str], names: list[str], minimum: int) -> str:
+    """Which of the tasks asked for the chapter runs on (`multitoken.split_tasks`), and by what rule."""
+    if not picked:
+        return (f"No task asked for has {minimum} answers of several tokens for this tokenizer; all {len(names)} "
+                "are run, so the page still reads.")
+    if set(picked) == set(names):
+        return f"Each of the {len(names)} tasks asked for has at least {minimum} answers of several tokens."
+    return (f"Of the {len(names)} tasks asked for, {len(picked)} have at least {minimum} answers of several tokens for "
+            f"this tokenizer and are run: {', '.join(f'`{t}`' for t in picked)}.")
+
+
+def contrasts_table(read: dict) -> pd.DataFrame:
+    """The contrasts as the page shows them: `estimate` is a difference, or for a ratio row the ratio itself."""
+    return read["contrasts"].rename(columns={"difference": "estimate"}).round(3)
 
 
 def say_scope(read: dict) -> str:
@@ -227,6 +257,15 @@ def answer_rules(read: dict) -> str:
     return "What does the one-token rule miscount? " + "; ".join(parts) + "."
 
 
+def answer_stop(read: dict) -> str:
+    """Question 2b in one line: does a generation with theta end where its answer ends?"""
+    measure = f"{SERIES['prefill']}: whole answer - answer leads"
+    reading = _reading(read, measure)
+    answer = ("not always: some generations with theta begin with the whole answer and run on past it"
+              if reading == "below" else verdicts.UNDECIDED)  # a whole answer always leads: never above
+    return f"Does theta end the answer? {answer} (whole answers minus leading ones {_interval(read, measure)})."
+
+
 def answer_patch(read: dict) -> str:
     """Question 3 in one line: prefill only or every step?"""
     measure = f"{SERIES['every_step']} - {SERIES['prefill']}"
@@ -245,7 +284,11 @@ def say_accuracy(read: dict) -> list[str]:
             f"theta written at prefill {_cell(test, prefill)}, and at every step {_cell(test, every)}.",
             f"Scored by the paper's first-token rule the same answers give ICL {_cell(test, icl, FIRST)} and theta at "
             f"prefill {_cell(test, prefill, FIRST)}; by the first token as the answer's start, "
-            f"{_cell(test, icl, 'answer start')} and {_cell(test, prefill, 'answer start')}."]
+            f"{_cell(test, icl, 'answer start')} and {_cell(test, prefill, 'answer start')}.",
+            f"Generations that begin with the whole answer, whether or not they stop there: ICL "
+            f"{_cell(test, icl, LEADS)}, theta at prefill {_cell(test, prefill, LEADS)}. What ending the answer costs "
+            f"(whole answers minus those, paired): {_interval(read, f'{icl}: whole answer - answer leads')} for ICL "
+            f"and {_interval(read, f'{prefill}: whole answer - answer leads')} for theta."]
 
 
 def say_several(read: dict) -> list[str]:
@@ -258,7 +301,9 @@ def say_several(read: dict) -> list[str]:
     return [f"On the {n} test queries whose answer takes several tokens, ICL gives {_cell(several, icl)} whole "
             f"answers and theta at prefill {_cell(several, prefill)}: there "
             f"{_keeps(read, f'{prefill} / ICL, several tokens')}. The first-token rule gives them "
-            f"{_cell(several, icl, FIRST)} (ICL) and {_cell(several, prefill, FIRST)} (theta)."]
+            f"{_cell(several, icl, FIRST)} (ICL) and {_cell(several, prefill, FIRST)} (theta): whole answers minus "
+            f"first tokens, paired, {_interval(read, f'{icl}: whole answer - first token, several tokens')} for ICL "
+            f"and {_interval(read, f'{prefill}: whole answer - first token, several tokens')} for theta."]
 
 
 def say_layers(read: dict) -> str:
@@ -277,10 +322,12 @@ def models_table(read_by_model: dict[str, dict]) -> pd.DataFrame:
         cells = {f"{QUERY_ALONE} (whole)": _cell(base, QUERY_ALONE)}
         cells |= {f"{s} (whole)": _cell(test, s) for s in SERIES.values()}
         cells |= {f"{s} (first token)": _cell(test, s, FIRST) for s in (SERIES["regular"], SERIES["prefill"])}
-        for measure in (f"{SERIES['prefill']} / ICL", f"{SERIES['every_step']} - {SERIES['prefill']}",
+        cells |= {f"{s} (answer leads)": _cell(test, s, LEADS) for s in (SERIES["regular"], SERIES["prefill"])}
+        ratio = _row(read, f"{SERIES['prefill']} / ICL")
+        cells[f"{SERIES['prefill']} / ICL"] = f"{ratio['difference']:.2f} [{ratio['low']:.2f}, {ratio['high']:.2f}]"
+        for measure in (f"{SERIES['every_step']} - {SERIES['prefill']}",
                         f"{SERIES['prefill']}: whole answer - first token"):
-            row = _row(read, measure)
-            cells[measure] = f"{row['difference']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}]"
+            cells[measure] = _interval(read, measure)
         cells["tasks"] = str(len(read["tasks"]))
         columns[model] = cells
     return pd.DataFrame(columns).rename_axis("measure")
