@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tvlib import beyond, book, runbook
+from tvlib import beyond, book, multitoken, runbook
 from tvlib.errors import TvlibError
 from tvlib.models import load_tokenizer
 from tvlib.tiny import save_tiny
@@ -120,7 +120,9 @@ def test_chapter_parameters_default_to_the_library_settings():
     expected.update(n_vectors=robustness["n"].default, robustness_demos=robustness["demos"].default,
                     n_queries=conflicting["n"].default, conflict_demos=conflicting["demos"].default,
                     top=inspect.signature(Runner.projection).parameters["top"].default,
-                    demo_counts=",".join(map(str, beyond.DEMONSTRATIONS)))
+                    demo_counts=",".join(map(str, beyond.DEMONSTRATIONS)),
+                    max_new_tokens=inspect.signature(Runner.several_tokens).parameters["max_new_tokens"].default,
+                    min_split=multitoken.MIN_SPLIT)
     for notebook in book.chapters():
         cell = next(c for c in json.loads(notebook.read_text())["cells"]
                     if "parameters" in c["metadata"].get("tags", []))

@@ -365,12 +365,14 @@ def _task_panels(table: pd.DataFrame, cols: int, height: float, sharey: bool = F
 
 
 def setting_panels(long: pd.DataFrame, x: str, xlabel: str, flat: tuple[str, ...] = (),
-                   log: bool = False) -> plt.Figure:
+                   log: bool = False, ylabel: str = "test accuracy") -> plt.Figure:
     """Test accuracy against a setting `x` (columns task, series, x, accuracy, low, high), a band for each 95%
     interval: one panel per task and one for the mean over tasks. A series in `flat` is measured once (the paper's
     way, or ICL) and drawn as a dashed level with its band, for the curves to be read against."""
     tasks, fig, axes, spare = _task_panels(long, cols=3, height=2.6, sharey=True)
     ticks = sorted(long.loc[~long["series"].isin(flat), x].unique())
+    if axes.shape[1] > 1 and len(ticks) > 8:  # a layer sweep in a third of the width: every k-th block labelled
+        ticks = ticks[::-(-len(ticks) // 6)]
     for ax, task in zip(axes.flat, tasks):
         for series, part in long[long["task"] == task].groupby("series", sort=False):
             colour = SERIES_COLORS.get(series, "#555555")
@@ -390,7 +392,7 @@ def setting_panels(long: pd.DataFrame, x: str, xlabel: str, flat: tuple[str, ...
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
     fig.supxlabel(xlabel, fontsize=10)
-    fig.supylabel("test accuracy", fontsize=10)
+    fig.supylabel(ylabel, fontsize=10)
     handles, labels = axes.flat[len(tasks) - 1].get_legend_handles_labels()
     if spare:  # the key in the empty panel, where it hides nothing
         spare[0].legend(handles, labels, loc="center", fontsize=9, frameon=False)
