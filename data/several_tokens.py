@@ -1,6 +1,7 @@
 """Write the data card's table of answers that take several tokens, per offline tokenizer (no model run).
 
-Run from the repository root: `python data/several_tokens.py`. It replaces the lines between the two markers in
+Run from the repository root: `python data/several_tokens.py`. It reads each model's stored table
+(`Runner.answer_lengths`, made from its tokenizer once) and replaces the lines between the two markers in
 data/README.md; tests/test_data.py checks that the card holds exactly what this script writes.
 """
 
@@ -9,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tvlib import multitoken
-from tvlib.models import load_tokenizer
-from tvlib.tasks import answer_length, load_task, task_names, whole_answers
+from tvlib.runs import Runner
+from tvlib.tasks import task_names
 
 CARD = Path(__file__).resolve().parent / "README.md"
 BEGIN, END = "<!-- several tokens: begin -->", "<!-- several tokens: end -->"
@@ -19,20 +20,17 @@ MODELS = ("gemma-3-270m", "smollm2-135m")
 
 def table() -> str:
     """Per task: its pairs, and per tokenizer how many answers take several tokens and the longest answer."""
-    tokenizers = {model: load_tokenizer(model) for model in MODELS}
+    lengths = {model: Runner(model).answer_lengths().set_index("task") for model in MODELS}
     head = "| task | pairs | " + " | ".join(f"several tokens, {m} | longest, {m}" for m in MODELS) + " |"
     lines = [head, "|" + " --- |" + " ---: |" * (1 + 2 * len(MODELS))]
     for name in task_names():
-        task = load_task(name)
-        cells = [name, str(len(task))]
-        for model, tok in tokenizers.items():
-            spaced = whole_answers(task, tok)
-            lengths = [answer_length(tok, spaced, e) for e in spaced.examples]
-            cells += [str(sum(n > 1 for n in lengths)), str(max(lengths))]
+        cells = [name, str(lengths[MODELS[0]].loc[name, "pairs"])]
+        for model in MODELS:
+            cells += [str(lengths[model].loc[name, "several_tokens"]), str(lengths[model].loc[name, "longest"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    for model, tok in tokenizers.items():
-        names = multitoken.split_tasks(task_names(), tok)
+    for model in MODELS:
+        names = multitoken.split_tasks(lengths[model].reset_index(), task_names())
         lines.append(f"With at least {multitoken.MIN_SPLIT} answers of several tokens (`multitoken.MIN_SPLIT`), the "
                      f"chapter runs on {len(names)} tasks for {model}: {', '.join(names)}.")
         lines.append("")

@@ -86,12 +86,16 @@ def test_split_counts_and_split_tasks_agree_with_a_direct_count(gemma):
         counts[name] = sum(prompt_length(gemma, task, e) > 1 for e in task.examples)
         assert multitoken.split_count(load_task(name), gemma) == counts[name]
     assert len(set(counts.values())) > 2
+    lengths = multitoken.answer_lengths(gemma, names)
+    assert dict(zip(lengths["task"], lengths["several_tokens"])) == counts
+    assert (lengths["longest"] >= 1).all() and (lengths["pairs"] == [len(load_task(n)) for n in names]).all()
     middle = sorted(counts.values())[len(names) // 2]
     for minimum in (0, middle, middle + 1, max(counts.values()), max(counts.values()) + 1, multitoken.MIN_SPLIT):
-        assert multitoken.split_tasks(names, gemma, minimum) == [n for n in names if counts[n] >= minimum]
-    kept = multitoken.split_tasks(names, gemma, middle)
+        assert multitoken.split_tasks(lengths, names, minimum) == [n for n in names if counts[n] >= minimum]
+    kept = multitoken.split_tasks(lengths, names, middle)
     assert 0 < len(kept) < len(names)  # that minimum keeps some and excludes others
-    assert multitoken.split_tasks(names, gemma) == multitoken.split_tasks(names, gemma, multitoken.MIN_SPLIT)
+    assert multitoken.split_tasks(lengths, names) == multitoken.split_tasks(lengths, names, multitoken.MIN_SPLIT)
+    assert multitoken.split_tasks(lengths, ["not_in_the_table"], 0) == ["not_in_the_table"]
 
 
 # --------------------------------------------------------------------------- the experiment on a tiny model

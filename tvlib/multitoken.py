@@ -33,9 +33,23 @@ def split_count(task: Task, tokenizer) -> int:
     return sum(answer_length(tokenizer, spaced, e) > 1 for e in spaced.examples)
 
 
-def split_tasks(names: list[str], tokenizer, minimum: int = MIN_SPLIT) -> list[str]:
-    """The tasks whose answers split for this tokenizer (at least `minimum` of them), in the order given."""
-    return [name for name in names if split_count(load_task(name), tokenizer) >= minimum]
+def answer_lengths(tokenizer, names: list[str]) -> pd.DataFrame:
+    """Per task: its pairs, how many answers take several tokens for this tokenizer, and the longest answer in
+    tokens (as its prompts space them): what decides which tasks the Several tokens chapter runs on."""
+    rows = []
+    for name in names:
+        task = whole_answers(load_task(name), tokenizer)
+        lengths = [answer_length(tokenizer, task, e) for e in task.examples]
+        rows.append({"task": name, "pairs": len(lengths), "several_tokens": sum(n > 1 for n in lengths),
+                     "longest": max(lengths, default=0)})
+    return pd.DataFrame(rows, columns=["task", "pairs", "several_tokens", "longest"])
+
+
+def split_tasks(lengths: pd.DataFrame, names: list[str], minimum: int = MIN_SPLIT) -> list[str]:
+    """The tasks of `names` whose answers split for the tokenizer (at least `minimum` of them, read from
+    `answer_lengths`), in the order given."""
+    several = dict(zip(lengths["task"], lengths["several_tokens"]))
+    return [name for name in names if several.get(name, 0) >= minimum]
 
 
 def _starts(prediction: str, example: Example) -> bool:
