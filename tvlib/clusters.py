@@ -83,16 +83,23 @@ def category_neighbours(means: pd.DataFrame, category: dict[str, str]) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+def knn_votes(dist: np.ndarray, labels: list[str], k: int = 5) -> np.ndarray:
+    """Each vector's k-NN majority label, itself left out (`dist` a square distance matrix, left unchanged); a tied
+    vote goes to the label of the nearest among the tied."""
+    dist = dist.copy()
+    np.fill_diagonal(dist, np.inf)
+    lab = np.asarray(labels)
+    neighbours = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.asarray([pd.Series(lab[row]).value_counts().index[0] for row in neighbours])
+
+
 def scores(vectors: np.ndarray, labels: list[str], k: int = 5) -> pd.DataFrame:
     """5-NN task accuracy (leave one out, cosine) and silhouette (cosine): one number each for 'they cluster'."""
     from sklearn.metrics import silhouette_score
 
     dist = cosine_distances(vectors)
-    np.fill_diagonal(dist, np.inf)
     lab = np.asarray(labels)
-    neighbours = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    votes = [pd.Series(lab[row]).value_counts().index[0] for row in neighbours]
-    knn = float(np.mean(np.asarray(votes) == lab))
+    knn = float(np.mean(knn_votes(dist, labels, k) == lab))
     np.fill_diagonal(dist, 0.0)
     sil = float(silhouette_score(dist, lab, metric="precomputed"))
     chance = float(pd.Series(lab).value_counts(normalize=True).max())

@@ -354,18 +354,24 @@ def vocabulary_projection(lm: LM, task: Task, layers: list[int], protocol: Proto
     task = prepare(lm, task, protocol)
     contexts = sample_contexts(task, protocol.n_test, protocol.demos, protocol.seed, "test", protocol.n_dummy)
     mean = task_vectors(lm, task, contexts, protocol).mean(0)
-    rows = []
-    for layer in layers:
-        logits = lm.logits_of(mean[lm.check_layer(layer)][None])[0]
-        logits = logits[:len(lm.tokenizer)]  # ids past the tokenizer (a padded or random unembedding) decode to ''
-        seen: list[str] = []
-        for token_id in torch.argsort(logits, descending=True)[:candidates].tolist():
-            word = lm.tokenizer.decode([token_id]).strip()
-            if ALPHABETIC.match(word) and word not in seen and len(seen) < top:
-                seen.append(word)
-                rows.append({"task": task.name, "layer": layer, "rank": len(seen), "token": word,
-                             "logit": float(logits[token_id])})
+    rows = [{"task": task.name, "layer": layer, "rank": rank, "token": word, "logit": logit}
+            for layer in layers
+            for rank, (word, logit) in enumerate(top_words(lm, mean[lm.check_layer(layer)], top, candidates), 1)]
     return pd.DataFrame(rows, columns=["task", "layer", "rank", "token", "logit"])
+
+
+def top_words(lm: LM, state: torch.Tensor, top: int = defaults.PROJECTION_TOP,
+              candidates: int = 100) -> list[tuple[str, float]]:
+    """A state through the final norm and unembedding, read as the paper reads it: of the top `candidates`
+    tokens, the alphabetic ones (ASCII letters), stripped and de-duplicated, at most `top`, with their logits."""
+    logits = lm.logits_of(state[None])[0]
+    logits = logits[:len(lm.tokenizer)]  # ids past the tokenizer (a padded or random unembedding) decode to ''
+    seen: dict[str, float] = {}
+    for token_id in torch.argsort(logits, descending=True)[:candidates].tolist():
+        word = lm.tokenizer.decode([token_id]).strip()
+        if ALPHABETIC.match(word) and word not in seen and len(seen) < top:
+            seen[word] = float(logits[token_id])
+    return list(seen.items())
 
 
 # --------------------------------------------------------------------------- one worked example, and the paper's averages

@@ -341,7 +341,8 @@ SERIES_COLORS = {**METHOD_COLORS, "mean theta": "#1f77b4", "per context": "#2ca0
 SERIES_COLORS |= {"fv": "#d62728", "theta": "#1f77b4", "query alone": "#9e9e9e"}
 SERIES_COLORS |= {"ICL": "#ff7f0e", "theta, prefill": "#1f77b4", "theta, every step": "#2ca02c",
                   "theta, prefill (whole answer)": "#1f77b4", "theta, prefill (first token)": "#9ecae1",
-                  "theta, every step (whole answer)": "#2ca02c"}
+                  "theta, every step (whole answer)": "#2ca02c", "patched accuracy": "#1f77b4",
+                  "k-NN decodability": "#d62728", "output-space share": "#2ca02c"}
 SERIES_LABELS = {"fv": "function vector added", "theta": "theta written at L", "query alone": "query alone",
                  "regular": "ICL (regular)", "hypothesis": "theta patched (hypothesis)", "baseline": "query alone",
                  "mean theta": "mean theta of m contexts", "per context": "per-context theta (paper)",

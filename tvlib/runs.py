@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from tvlib import __version__, beyond, clusters, defaults, experiments, multitoken, paths, store
+from tvlib import __version__, accounts, beyond, clusters, defaults, experiments, multitoken, paths, store
 from tvlib import function_vectors as fvs
 from tvlib.errors import TooFewExamples, TvlibError
 from tvlib.generation import MAX_NEW_TOKENS, PATCHES
@@ -342,9 +342,34 @@ class Runner:
                          lambda data=data: multitoken.evaluate_task(self.lm, data, self.protocol, max_new_tokens)))
         return pd.concat(self._run(jobs, "tasks"), ignore_index=True)
 
+    def answer_lengths(self) -> pd.DataFrame:
+        """`multitoken.answer_lengths` of every shipped task for this model's tokenizer, stored so that a page can
+        choose its tasks without the tokenizer at hand."""
+        names = task_names()
+        config = self._config("answer_lengths", self.protocol, data=[load_task(t).fingerprint() for t in names])
+        return store.cached(self._place("tokenizer") / "answer_lengths.csv", config,
+                            lambda: multitoken.answer_lengths(load_tokenizer(self.model), names))
+
     def several_tokens_folder(self, max_new_tokens: int = MAX_NEW_TOKENS) -> Path:
         """Where `several_tokens` stores its results (named after max_new_tokens where it is not the default)."""
         return self._place("several_tokens", max_new_tokens=(max_new_tokens, MAX_NEW_TOKENS))
+
+    # ----------------------------------------------------------------------- later accounts of theta (tvlib.accounts)
+
+    def layer_reads(self, tasks: list[str], top: int = defaults.PROJECTION_TOP) -> pd.DataFrame:
+        """`accounts.layer_reads` over these tasks: per task and layer, the k-NN decodability of the task from the
+        test contexts' thetas and the output-space share of the mean theta's top words; one file for all tasks."""
+        folder = self._place("accounts", top=(top, defaults.PROJECTION_TOP), tasks=(list(tasks), task_names()))
+        config = self._config("layer_reads", self.protocol, tasks=list(tasks), top=top, knn=accounts.KNN,
+                              data=[load_task(t).fingerprint() for t in tasks])
+        return self._run([(folder / "layer_reads.csv", config, lambda: accounts.layer_reads(
+            self.lm, [load_task(t) for t in tasks], self.protocol, top, self.protocol.progress))])[0]
+
+    def accounts(self, tasks: list[str]) -> dict:
+        """Every later account of theta (`accounts.read_all`) on these tasks: the main experiment, the 1-shot run of
+        Beyond the paper, and the layer reads."""
+        return accounts.read_all(self.main_all(tasks), self.demonstrations(tasks, counts=(1,)),
+                                 self.layer_reads(tasks))
 
     def _n_layers(self, task: str) -> int:
         """Number of blocks, read from the stored dev sweep when there is one (no model load)."""
