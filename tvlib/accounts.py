@@ -41,10 +41,10 @@ KNN = 5
 """Neighbours in the k-NN decodability of the task from theta (as chapter 4 reads clustering)."""
 
 RULES = {
-    "dong_one_demo": f"hypothesis - 1-shot ICL within +-{EQUIVALENT} (its 95% interval over tasks and contexts) "
-                     "holds; wholly outside fails; else undecided",
+    "dong_one_demo": f"mean hypothesis - 1-shot ICL within +-{EQUIVALENT} (its 95% interval over test contexts, "
+                     "tasks fixed) holds; wholly outside fails; else undecided",
     "dong_rank_one": f"mean hypothesis/regular of many-to-one tasks (at most {MANY_TO_ONE} distinct outputs per "
-                     "input) above that of one-to-one tasks, its 95% interval above 0",
+                     "input) above that of one-to-one tasks, its 95% interval over tasks and contexts above 0",
     "han": "Spearman correlation of k-NN task decodability with patched test accuracy over (task, layer), its 95% "
            "interval over tasks above 0",
     "nadaf": f"at least {UNDECODABLE_TASKS} tasks with a layer where theta's patched accuracy is >= {STEERS} (its "
