@@ -134,3 +134,53 @@ def test_layer_reads_decodability_matches_an_independent_nearest_neighbour_vote(
         got = reads[reads["layer"] == layer].set_index("task")["decodability"]
         for task in tasks:
             assert got[task.name] == pytest.approx(own[labels == task.name].mean())
+
+
+def test_necessity_keeps_plain_icl_unpatched_and_overwrites_with_independently_built_thetas():
+    """On a tiny model: the 'none' rows are plain ICL on the test contexts (`experiments.regular`), and each
+    overwrite gives what `vectors.predict` gives with the mean thetas built on the plain (uncached) path."""
+    import torch
+
+    from tvlib.experiments import Protocol, dev_and_test, regular, task_vectors
+    from tvlib.models import load_tokenizer
+    from tvlib.tasks import load_task
+    from tvlib.tiny import tiny_lm
+    from tvlib.vectors import predict
+
+    torch.manual_seed(0)
+    lm = tiny_lm("gpt_neox", tokenizer=load_tokenizer())
+    tasks = [load_task("algorithmic_to_upper"), load_task("algorithmic_next_letter"), load_task("algorithmic_to_lower")]
+    layers = {"algorithmic_to_upper": 1, "algorithmic_next_letter": 2, "algorithmic_to_lower": 0}
+    protocol = Protocol(n_dev=3, n_test=5, n_baseline=3, demos=3)
+    rows = accounts.necessity(lm, tasks, layers, protocol)
+    assert set(rows["overwritten by"]) == {"none", *accounts.NECESSITY} and len(rows) == 3 * 3 * 5
+    plain = Protocol(n_dev=3, n_test=5, n_baseline=3, demos=3, fast=False)
+    prepared = [dev_and_test(lm, t, plain) for t in tasks]
+    means = torch.stack([task_vectors(lm, p, test, plain).mean(0) for p, _, test in prepared])
+    for i, (task, _, test) in enumerate(prepared):
+        mine = rows[rows["task"] == task.name].set_index(["overwritten by", "context"])
+        icl = regular(lm, task, test, plain)
+        assert list(mine.loc["none", "prediction"]) == list(icl["prediction"])
+        layer = layers[task.name]
+        texts = [plain.fmt.render(c.demos, c.query.input, task.space) for c in test]
+        for name, state in ((accounts.NECESSITY[0], means[(i + 1) % 3, layer]), (accounts.NECESSITY[1],
+                                                                                 means[:, layer].mean(0))):
+            expected = predict(lm, texts, state.expand(len(texts), -1), [layer] * len(texts)).texts(lm)
+            assert list(mine.loc[name, "prediction"]) == [p.strip() for p in expected]
+
+
+def test_a_fall_of_icl_past_the_bound_reads_as_necessary():
+    rng = np.random.default_rng(0)
+    frames = []
+    for i, task in enumerate(f"t{k}_x" for k in range(6)):
+        for name, share in (("none", 0.9), (accounts.NECESSITY[0], 0.2), (accounts.NECESSITY[1], 0.85)):
+            frames.append(pd.DataFrame({"task": task, "overwritten by": name, "context": range(N),
+                                        "correct": _right(rng, share)}))
+    rows = pd.concat(frames, ignore_index=True)
+    found = accounts.necessary(rows, sorted(rows["task"].unique()))
+    assert found["value"] == pytest.approx(0.7) and found["outcome"] == verdicts.HOLDS
+    assert found["falls"][accounts.NECESSITY[1]]["value"] == pytest.approx(0.05)
+    assert "theta at L is necessary: holds" in accounts.say_necessity(found)
+    small = rows.assign(correct=np.where(rows["overwritten by"] == accounts.NECESSITY[0],
+                                         rows["correct"] | _right(rng, 0.65, len(rows)), rows["correct"]))
+    assert accounts.necessary(small, sorted(rows["task"].unique()))["outcome"] != verdicts.HOLDS

@@ -25,6 +25,7 @@ from tvlib.models import LM
 from tvlib.progress import progress_bar
 from tvlib.projection import in_output_space
 from tvlib.tasks import Task
+from tvlib.vectors import predict
 
 EQUIVALENT = 0.1
 """Dong et al.: theta does what one demonstration does where hypothesis - 1-shot ICL lies within +-0.1 (its whole
@@ -47,6 +48,8 @@ RULES = {
                      "input) above that of one-to-one tasks, its 95% interval over tasks and contexts above 0",
     "han": "Spearman correlation of k-NN task decodability with patched test accuracy over (task, layer), its 95% "
            "interval over tasks above 0",
+    "necessity": f"overwriting the -> state of full ICL prompts at L with another task's theta lowers ICL accuracy "
+                 f"by at least {verdicts.MIN_GAIN} (the paired 95% interval over test contexts, tasks fixed)",
     "nadaf": f"at least {UNDECODABLE_TASKS} tasks with a layer where theta's patched accuracy is >= {STEERS} (its "
              f"interval's low end) and none of its top {defaults.PROJECTION_TOP} words is in the output space",
 }
@@ -85,6 +88,34 @@ def layer_reads(lm: LM, tasks: list[Task], protocol: Protocol, top: int = defaul
                          "decodability": float(np.mean(votes[lab == task.name] == task.name)),
                          "words": len(words), "in output space": len(inside),
                          "share": len(inside) / len(words) if words else 0.0, "top words": " ".join(words[:8])})
+    return pd.DataFrame(rows)
+
+
+NECESSITY = ("another task's theta", "mean theta over tasks")
+"""What overwrites the `->` state of a full ICL prompt at L in the necessity test."""
+
+
+@torch.no_grad()
+def necessity(lm: LM, tasks: list[Task], layers: dict[str, int], protocol: Protocol,
+              progress: bool = False) -> pd.DataFrame:
+    """Necessity, not only sufficiency: each task's full ICL test prompts with the `->` state at its L overwritten by
+    the mean theta of the next task in `tasks` (cyclic), or by the mean of every task's mean theta, beside plain
+    ICL on the same prompts. If theta is what ICL runs on at L, either overwrite should take the task away."""
+    prepared = [dev_and_test(lm, task, protocol) for task in tasks]
+    means = torch.stack([task_vectors(lm, p, test, protocol).mean(0) for p, _, test in prepared])  # [tasks, L, d]
+    rows = []
+    for i, (task, _, test) in enumerate(progress_bar(prepared, "necessity", progress)):
+        layer = lm.check_layer(layers[task.name])
+        texts = [protocol.fmt.render(c.demos, c.query.input, task.space) for c in test]
+        states = {"none": None, NECESSITY[0]: means[(i + 1) % len(tasks), layer],
+                  NECESSITY[1]: means[:, layer].mean(0)}
+        for name, state in states.items():
+            answers = predict(lm, texts, None if state is None else state.expand(len(texts), -1),
+                              None if state is None else [layer] * len(texts), protocol.batch_size)
+            rows += [{"task": task.name, "category": task.category, "overwritten by": name, "layer": layer,
+                      "context": j, "expected": c.query.output, "prediction": p.strip(),
+                      "correct": task.score(p, c.query), "margin": m}
+                     for j, (c, p, m) in enumerate(zip(test, answers.texts(lm), answers.margins))]
     return pd.DataFrame(rows)
 
 
@@ -259,6 +290,34 @@ def say_scope(found: dict) -> str:
             f"'{verdicts.HOLDS}', '{verdicts.FAILS}' or '{verdicts.UNDECIDED}'.")
 
 
+def necessary(rows: pd.DataFrame, tasks: list[str]) -> dict:
+    """How far ICL falls when the `->` state at L is overwritten, per task and averaged over `tasks`, read from paired
+    intervals (each task's test contexts resampled alike for every overwrite)."""
+    from tvlib.intervals import fixed
+
+    mine = rows[rows["task"].isin(tasks)].assign(method="regular")
+    table, reps = fixed(mine, "overwritten by")
+    order = {name: i for i, name in enumerate(("none", *NECESSITY))}
+    table = table.sort_values("overwritten by", key=lambda c: c.map(order), kind="stable")
+    mean = table[table["task"] == "mean"].set_index("overwritten by")["accuracy"]
+    falls = {}
+    for name in NECESSITY:
+        diff = reps[("regular", "none")].to_numpy() - reps[("regular", name)].to_numpy()
+        falls[name] = {"value": float(mean["none"] - mean[name]), "ci": bounds(diff)}
+    other = falls[NECESSITY[0]]
+    outcome = verdicts.at_least(other["value"], verdicts.MIN_GAIN, other["ci"]) if tasks else verdicts.UNDECIDED
+    return {"table": table.round(3), "falls": falls, "value": other["value"], "ci": other["ci"], "outcome": outcome}
+
+
+def say_necessity(found: dict) -> str:
+    """The necessity test in one sentence, with its outcome."""
+    falls = found["falls"]
+    return (f"Necessity: overwriting the `->` state of the full ICL prompts at L lowers ICL by "
+            f"{_number(falls[NECESSITY[0]]['value'], falls[NECESSITY[0]]['ci'])} with another task's theta and by "
+            f"{_number(falls[NECESSITY[1]]['value'], falls[NECESSITY[1]]['ci'])} with the mean theta over tasks; by "
+            f"the rule ({RULES['necessity']}) theta at L is necessary: {found['outcome']}.")
+
+
 def layer_panels(reads: pd.DataFrame, accuracy: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     """Per testable task and layer, the three curves the page draws (columns task, series, layer, accuracy, low,
     high): patched accuracy with its interval, decodability and output-space share (measured once: no interval);
@@ -284,12 +343,15 @@ def models_table(found_by_model: dict[str, dict]) -> pd.DataFrame:
                           ("Han: Spearman rho, decodability vs accuracy", "han")):
             cells[name] = f"{_number(found[key]['value'], found[key]['ci'])}: {found[key]['outcome']}"
         cells["Nadaf: tasks steerable with nothing decoded"] = f"{found['nadaf']['tasks']}: {found['nadaf']['outcome']}"
+        necessity = found["necessity"]
+        cells["Necessity: ICL fall with another task's theta at L"] = (
+            f"{_number(necessity['value'], necessity['ci'])}: {necessity['outcome']}")
         cells["tasks read"] = str(len(found["tasks"]))
         columns[model] = cells
     return pd.DataFrame(columns).rename_axis("account")
 
 
-def read_all(main: pd.DataFrame, shot: pd.DataFrame, reads: pd.DataFrame) -> dict:
+def read_all(main: pd.DataFrame, shot: pd.DataFrame, reads: pd.DataFrame, overwritten: pd.DataFrame) -> dict:
     """Every account on one model's stored results: the page's tables, numbers and outcomes."""
     from tvlib.tasks import load_task
 
@@ -302,8 +364,8 @@ def read_all(main: pd.DataFrame, shot: pd.DataFrame, reads: pd.DataFrame) -> dic
     found = {"tasks": tasks, "decides": decides, "one_shot": one_shot(main, shot, tasks),
              "rank_one": rank_one(main, kinds, tasks), "han": decodability(reads, accuracy, tasks),
              "nadaf": steerable_not_decodable(reads, accuracy, tasks), "panels": layer_panels(reads, accuracy, tasks),
-             "kinds": kinds}
+             "necessity": necessary(overwritten, tasks), "kinds": kinds}
     if not decides:
-        for key in ("one_shot", "rank_one", "han", "nadaf"):
+        for key in ("one_shot", "rank_one", "han", "nadaf", "necessity"):
             found[key]["outcome"] = verdicts.UNDECIDED
     return found

@@ -369,7 +369,16 @@ class Runner:
         """Every later account of theta (`accounts.read_all`) on these tasks: the main experiment, the 1-shot run of
         Beyond the paper, and the layer reads."""
         return accounts.read_all(self.main_all(tasks), self.demonstrations(tasks, counts=(1,)),
-                                 self.layer_reads(tasks))
+                                 self.layer_reads(tasks), self.necessity(tasks))
+
+    def necessity(self, tasks: list[str]) -> pd.DataFrame:
+        """`accounts.necessity` over these tasks, each at its L chosen in the main experiment; one file."""
+        layers = self.best_layers(tasks)
+        folder = self._place("accounts", tasks=(list(tasks), task_names()))
+        config = self._config("necessity", self.protocol, tasks=list(tasks), layers=layers,
+                              data=[load_task(t).fingerprint() for t in tasks])
+        return self._run([(folder / "necessity.csv", config, lambda: accounts.necessity(
+            self.lm, [load_task(t) for t in tasks], layers, self.protocol, self.protocol.progress))])[0]
 
     def _n_layers(self, task: str) -> int:
         """Number of blocks, read from the stored dev sweep when there is one (no model load)."""
