@@ -27,10 +27,15 @@ MIN_SPLIT = 20
 for a few of its 50 test queries to have one."""
 
 
+def _lengths(task: Task, tokenizer) -> list[int]:
+    """Each answer's length in tokens, as the task's prompts space it."""
+    spaced = whole_answers(task, tokenizer)
+    return [answer_length(tokenizer, spaced, e) for e in spaced.examples]
+
+
 def split_count(task: Task, tokenizer) -> int:
     """How many of the task's answers take several tokens for this tokenizer (as its prompts space them)."""
-    spaced = whole_answers(task, tokenizer)
-    return sum(answer_length(tokenizer, spaced, e) > 1 for e in spaced.examples)
+    return sum(n > 1 for n in _lengths(task, tokenizer))
 
 
 def answer_lengths(tokenizer, names: list[str]) -> pd.DataFrame:
@@ -38,8 +43,7 @@ def answer_lengths(tokenizer, names: list[str]) -> pd.DataFrame:
     tokens (as its prompts space them): what decides which tasks the Several tokens chapter runs on."""
     rows = []
     for name in names:
-        task = whole_answers(load_task(name), tokenizer)
-        lengths = [answer_length(tokenizer, task, e) for e in task.examples]
+        lengths = _lengths(load_task(name), tokenizer)
         rows.append({"task": name, "pairs": len(lengths), "several_tokens": sum(n > 1 for n in lengths),
                      "longest": max(lengths, default=0)})
     return pd.DataFrame(rows, columns=["task", "pairs", "several_tokens", "longest"])
