@@ -10,6 +10,7 @@ import torch
 from tvlib import clusters, experiments, vectors
 from tvlib.errors import TvlibError
 from tvlib.experiments import Protocol
+from tvlib.measures import MEASURES
 from tvlib.prompts import sample_contexts
 from tvlib.runs import Runner
 from tvlib.tasks import Example, Task, load_task, task_list
@@ -49,8 +50,10 @@ def test_the_fast_path_gives_the_reference_paths_answers(arch):
     fast = experiments.evaluate_task(tiny, task, protocol)
     naive = experiments.evaluate_task(tiny, task, replace(protocol, fast=False))
     assert len({len(q) for q in fast["query"]}) > 1
-    pd.testing.assert_frame_equal(fast.drop(columns="margin"), naive.drop(columns="margin"))
-    np.testing.assert_allclose(fast["margin"], naive["margin"], atol=1e-4)
+    floats = ["margin", *MEASURES]
+    pd.testing.assert_frame_equal(fast.drop(columns=floats), naive.drop(columns=floats))
+    for column in floats:  # the continuous measures too, KL against each path's own ICL distribution included
+        np.testing.assert_allclose(fast[column], naive[column], atol=1e-4, err_msg=column)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

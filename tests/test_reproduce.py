@@ -82,3 +82,12 @@ def test_a_committed_result_is_reproduced_with_lesser_cpu_kernels(tmp_path, anno
     """What a CPU without AVX2 or AVX-512 computes: the same answers, up to near ties."""
     announce(f"recomputing {TASK} with lesser CPU kernels ({', '.join(f'{k}={v}' for k, v in LESSER_KERNELS.items())})")
     _check_against_committed(*_recompute(tmp_path, LESSER_KERNELS))
+
+
+def test_the_continuous_measures_may_move_a_little_but_not_more():
+    stored = _frame(["A", "B", "C"], [2.0, 0.5, 1.0]).assign(logprob=[-0.1, -12.0, -3.0], logit_diff=[2.0, 0.5, -1.0],
+                                                             kl=[float("nan"), 0.3, 4.0])
+    rounded = stored.assign(logprob=[-0.1001, -12.001, -3.0], kl=[float("nan"), 0.3004, 4.0])
+    assert compare(stored, rounded).ok
+    assert compare(stored, stored.assign(logprob=[-0.1, -12.5, -3.0])).columns_differ == ("logprob",)
+    assert not compare(stored, stored.assign(kl=[0.0, 0.3, 4.0])).ok  # missing in other rows

@@ -177,8 +177,8 @@ def batch_flips(lm: LM, task_name: str, protocol: Protocol, n: int = 64) -> dict
     return {"batch_prompts": len(texts), "batch_flips": len(flips), "batch_flips_beyond_tolerance": len(flips) - len(near)}
 
 
-_PARTS = ("baseline", "regular", "contexts_pass", "task_vectors", "hypothesis")
-_LABELS = {"baseline": "baseline", "regular": "ICL", "contexts_pass": "A+ICL", "task_vectors": "A"}
+_PARTS = ("baseline", "regular", "icl_pass", "contexts_pass", "task_vectors", "hypothesis")
+_LABELS = {"baseline": "baseline", "regular": "ICL", "icl_pass": "ICL", "contexts_pass": "A+ICL", "task_vectors": "A"}
 
 
 def _label(name: str, fn: Callable, args: tuple, kwargs: dict) -> str:

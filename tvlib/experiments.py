@@ -10,6 +10,7 @@ import torch
 
 from tvlib import defaults, verdicts
 from tvlib.errors import TvlibError
+from tvlib.measures import Targets, target_ids
 from tvlib.models import LM
 from tvlib.prompts import PAPER_FORMAT, Context, PromptFormat, sample_contexts, sample_queries
 from tvlib.tasks import Task, for_tokenizer
@@ -64,30 +65,48 @@ def dev_and_test(lm: LM, task: Task, protocol: Protocol) -> tuple[Task, list[Con
 def _rows(lm: LM, task: Task, method: str, queries, answers: Answers, prompts: list[str], layer=None,
           split="test") -> pd.DataFrame:
     """One row per prediction, with the exact prompt the model read; `margin` (top-2 logit gap) marks the answers
-    a different CPU could flip."""
+    a different CPU could flip; the continuous measures follow where they were computed."""
     predictions = answers.texts(lm)
     return pd.DataFrame({
         "task": task.name, "split": split, "method": method, "layer": layer,
         "context": range(len(queries)), "query": [q.input for q in queries], "expected": [q.output for q in queries],
         "prediction": [p.strip() for p in predictions],
         "correct": [task.score(p, q) for p, q in zip(predictions, queries)],
-        "margin": answers.margins, "prompt": prompts,
+        "margin": answers.margins, **answers.measures, "prompt": prompts,
     })
+
+
+def targets(lm: LM, task: Task, queries, reference: torch.Tensor | None = None, repeat: int = 1) -> Targets:
+    """The measures' targets for `queries` (repeated `repeat` times, layer-major as a sweep runs them), each
+    against its context's ICL log-probabilities in `reference` when given."""
+    ids = target_ids(lm.tokenizer, [q.output for q in queries], task.space)
+    query = torch.arange(len(queries)).repeat(repeat)
+    return Targets(ids[query], reference, query if reference is not None else None)
 
 
 def baseline(lm: LM, task: Task, protocol: Protocol) -> pd.DataFrame:
     """The query alone, no demonstrations and no patch: what the model knows without ICL."""
     queries = sample_queries(task, protocol.n_baseline, protocol.seed)
     texts = [protocol.fmt.render((), q.input, task.space) for q in queries]
-    preds = predict(lm, texts, batch_size=protocol.batch_size, progress=protocol.progress, desc="baseline")
+    preds = predict(lm, texts, batch_size=protocol.batch_size, progress=protocol.progress, desc="baseline",
+                    targets=targets(lm, task, queries))
     return _rows(lm, task, "baseline", queries, preds, texts, split="baseline")
 
 
 def regular(lm: LM, task: Task, contexts: list[Context], protocol: Protocol, split: str = "test") -> pd.DataFrame:
     """Ordinary k-shot ICL on the given contexts (the reference path; the fast one comes with `contexts_pass`)."""
+    return icl_pass(lm, task, contexts, protocol, split)[0]
+
+
+def icl_pass(lm: LM, task: Task, contexts: list[Context], protocol: Protocol,
+             split: str = "test") -> tuple[pd.DataFrame, torch.Tensor]:
+    """ICL's predictions and each context's next-token log-probabilities [n, vocab], which the patched runs'
+    KL is measured against (the reference path)."""
     texts = [protocol.fmt.render(c.demos, c.query.input, task.space) for c in contexts]
-    preds = predict(lm, texts, batch_size=protocol.batch_size, progress=protocol.progress, desc="ICL")
-    return _rows(lm, task, "regular", [c.query for c in contexts], preds, texts, split=split)
+    queries = [c.query for c in contexts]
+    preds = predict(lm, texts, batch_size=protocol.batch_size, progress=protocol.progress, desc="ICL",
+                    targets=targets(lm, task, queries), keep=True)
+    return _rows(lm, task, "regular", queries, preds, texts, split=split), torch.stack(preds.logprobs)
 
 
 def task_vectors(lm: LM, task: Task, contexts: list[Context], protocol: Protocol) -> torch.Tensor:
@@ -100,33 +119,40 @@ def task_vectors(lm: LM, task: Task, contexts: list[Context], protocol: Protocol
 
 
 def contexts_pass(lm: LM, task: Task, contexts: list[Context], protocol: Protocol,
-                  with_query: bool = True) -> tuple[torch.Tensor, pd.DataFrame | None]:
-    """The fast A, and with `with_query` plain ICL too: a context's demonstrations run once for all its prompts."""
+                  with_query: bool = True) -> tuple[torch.Tensor, pd.DataFrame | None, torch.Tensor | None]:
+    """The fast A, and with `with_query` plain ICL too: a context's demonstrations run once for all its prompts.
+    Returns the thetas, ICL's predictions and ICL's log-probabilities per context (as `icl_pass`)."""
     groups = [[protocol.fmt.render(c.demos, d.input, task.space) for d in c.dummies]
               + ([protocol.fmt.render(c.demos, c.query.input, task.space)] if with_query else []) for c in contexts]
-    states, answers = states_and_answers(lm, groups, protocol.batch_size, protocol.progress)
     per = len(groups[0])
+    queries = [c.query for c in contexts]
+    wanted = targets(lm, task, [e for c in contexts for e in ([*c.dummies, c.query] if with_query else c.dummies)])
+    keep = list(range(per - 1, per * len(contexts), per)) if with_query else []
+    states, answers = states_and_answers(lm, groups, protocol.batch_size, protocol.progress, wanted, keep)
     states = states.view(len(contexts), per, *states.shape[1:])
     thetas = states[:, :len(contexts[0].dummies)].mean(1)
     if not with_query:
-        return thetas, None
+        return thetas, None, None
+    reference = torch.stack(answers.logprobs)
     icl = answers[per - 1::per]
-    return thetas, _rows(lm, task, "regular", [c.query for c in contexts], icl, [g[-1] for g in groups])
+    return thetas, _rows(lm, task, "regular", queries, icl, [g[-1] for g in groups]), reference
 
 
 def hypothesis(lm: LM, task: Task, contexts: list[Context], thetas: torch.Tensor, layers: list[int],
-               protocol: Protocol, split: str = "test") -> pd.DataFrame:
-    """f(x; theta): the bare query with theta written into block L, for every (context, L) pair."""
+               protocol: Protocol, split: str = "test", reference: torch.Tensor | None = None) -> pd.DataFrame:
+    """f(x; theta): the bare query with theta written into block L, for every (context, L) pair; with ICL's
+    log-probabilities on the same contexts (`reference`), each row's KL from ICL as well."""
     n = len(contexts)
     bare = [protocol.fmt.render((), c.query.input, task.space) for c in contexts]
+    queries = [c.query for c in contexts]
+    wanted = targets(lm, task, queries, reference, repeat=len(layers))
     if protocol.fast:
-        preds = sweep(lm, bare, thetas, layers, protocol.batch_size, protocol.progress)
+        preds = sweep(lm, bare, thetas, layers, protocol.batch_size, protocol.progress, wanted)
     else:
         flat = torch.cat([thetas[:, layer] for layer in layers])
         layer_list = [layer for layer in layers for _ in range(n)]
         preds = predict(lm, bare * len(layers), flat, layer_list, protocol.batch_size, protocol.progress,
-                        desc="f (patched)")
-    queries = [c.query for c in contexts]
+                        desc="f (patched)", targets=wanted)
     return pd.concat([_rows(lm, task, "hypothesis", queries, preds[i * n:(i + 1) * n], bare, layer, split)
                       for i, layer in enumerate(layers)], ignore_index=True)
 
@@ -213,18 +239,19 @@ def evaluate_task(lm: LM, task: Task, protocol: Protocol = Protocol()) -> pd.Dat
     """The main experiment for one task: baseline, regular, and hypothesis at every layer on dev and test contexts.
 
     Returns every prediction as one tidy frame (columns task, category, split, method, layer, context, query,
-    expected, prediction, correct, margin). L is chosen on the dev sweep; the test sweep at every layer is kept so
-    that an interval for hypothesis can re-choose L; `summarize` turns the frame into the paper's numbers.
+    expected, prediction, correct, margin, the continuous measures `measures.MEASURES` (KL only for the test
+    sweep, against ICL on the same context), prompt). L is chosen on the dev sweep; the test sweep at every layer
+    is kept so that an interval for hypothesis can re-choose L; `summarize` turns the frame into the paper's numbers.
     """
     task, dev, test = dev_and_test(lm, task, protocol)
     layers = list(range(lm.n_layers))
     if protocol.fast:
-        test_thetas, icl = contexts_pass(lm, task, test, protocol)
+        test_thetas, icl, reference = contexts_pass(lm, task, test, protocol)
     else:
-        test_thetas, icl = task_vectors(lm, task, test, protocol), regular(lm, task, test, protocol)
+        test_thetas, (icl, reference) = task_vectors(lm, task, test, protocol), icl_pass(lm, task, test, protocol)
     parts = [baseline(lm, task, protocol), icl,
              hypothesis(lm, task, dev, task_vectors(lm, task, dev, protocol), layers, protocol, "dev"),
-             hypothesis(lm, task, test, test_thetas, layers, protocol, "test")]
+             hypothesis(lm, task, test, test_thetas, layers, protocol, "test", reference)]
     frame = pd.concat(parts, ignore_index=True)
     frame.insert(1, "category", task.category)
     return frame

@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 
 from tvlib import __version__, accounts, beyond, clusters, defaults, experiments, multitoken, paths, store
+from tvlib import positions
 from tvlib import function_vectors as fvs
 from tvlib.errors import TooFewExamples, TvlibError
 from tvlib.generation import MAX_NEW_TOKENS, PATCHES
 from tvlib.experiments import Protocol
+from tvlib.measures import MEASURES
 from tvlib.models import DEFAULT_MODEL, LM, dtype_name, load_model, load_tokenizer
 from tvlib.prompts import first_token
 from tvlib.tasks import load_task, task_names
@@ -61,7 +63,8 @@ class Runner:
         """The model: `loaded` if given, else loaded from `model` on first use."""
         if self.loaded is None and self.stored_only:
             raise TvlibError(f"a result of {self.model} is not stored in {self.folder} (or its settings differ): "
-                             f"compute it first with `python -m tvlib run-book --model {self.model} --out DIR`")
+                             f"compute it first with `python -m tvlib run-book --model {self.model} --out DIR` "
+                             "(a result stored before a column a page reads was added is computed again that way)")
         if self.loaded is None:
             self.loaded = load_model(self.model, self.device, self.dtype)
         return self.loaded
@@ -90,9 +93,10 @@ class Runner:
                 "protocol": protocol.config(),
                 "tvlib": __version__, **extra}
 
-    def main(self, task: str) -> pd.DataFrame:
-        """Every prediction of the main experiment for one task (baseline, regular, dev sweep, hypothesis)."""
-        return self._run([self._main_job(task)])[0]
+    def main(self, task: str, measures: bool = False) -> pd.DataFrame:
+        """Every prediction of the main experiment for one task (baseline, regular, dev sweep, hypothesis); with
+        `measures`, a stored result without the continuous measures (stored before they were) is recomputed."""
+        return self._run([self._main_job(task)], columns=MEASURES if measures else ())[0]
 
     def _main_job(self, task: str) -> Job:
         data = load_task(task)
@@ -100,15 +104,17 @@ class Runner:
         return (self._place("main") / f"{data.name}.csv", config,
                 lambda: experiments.evaluate_task(self.lm, data, self.protocol))
 
-    def main_all(self, tasks: list[str]) -> pd.DataFrame:
-        """The main experiment over several tasks, one stored file each (an interrupted run resumes)."""
-        return pd.concat(self._run([self._main_job(t) for t in tasks], "tasks"), ignore_index=True)
+    def main_all(self, tasks: list[str], measures: bool = False) -> pd.DataFrame:
+        """The main experiment over several tasks, one stored file each (an interrupted run resumes); `measures`
+        as in `main`."""
+        jobs = [self._main_job(t) for t in tasks]
+        return pd.concat(self._run(jobs, "tasks", MEASURES if measures else ()), ignore_index=True)
 
-    def _run(self, jobs: list[Job], desc: str = "") -> list[pd.DataFrame]:
-        """Each job's stored result, or computed and stored. A result of other settings among them is refused
-        before any is computed, so before the model loads and with nothing written."""
+    def _run(self, jobs: list[Job], desc: str = "", columns: tuple[str, ...] = ()) -> list[pd.DataFrame]:
+        """Each job's stored result (with `columns`), or computed and stored. A result of other settings among them
+        is refused before any is computed, so before the model loads and with nothing written."""
         _refuse_other_settings(jobs)
-        return [store.cached(*job) for job in _progress(jobs, desc)]
+        return [store.cached(*job, columns=columns) for job in _progress(jobs, desc)]
 
     def first_token(self) -> pd.DataFrame:
         """What the tokenizer puts first in every prompt (`prompts.first_token`), stored so a page can say it for
@@ -379,6 +385,16 @@ class Runner:
                               data=[load_task(t).fingerprint() for t in tasks])
         return self._run([(folder / "necessity.csv", config, lambda: accounts.necessity(
             self.lm, [load_task(t) for t in tasks], layers, self.protocol, self.protocol.progress))])[0]
+
+    def positions(self, tasks: list[str], n: int = positions.CONTEXTS) -> pd.DataFrame:
+        """`positions.position_map` for each task (one file each, so a longer task list reuses the stored ones):
+        every role of the dummy prompt at every layer, written into the bare query."""
+        folder = self._place("positions", n_contexts=(n, positions.CONTEXTS))
+        jobs = [(folder / f"{t}.csv.gz", self._config("positions", self.protocol, task=t, n=n,
+                                                      data=load_task(t).fingerprint()),
+                 lambda t=t: positions.position_map(self.lm, load_task(t), self.protocol, n, self.protocol.progress))
+                for t in tasks]
+        return pd.concat(self._run(jobs, "tasks"), ignore_index=True)
 
     def _n_layers(self, task: str) -> int:
         """Number of blocks, read from the stored dev sweep when there is one (no model load)."""

@@ -81,8 +81,9 @@ def _read(csv: Path, data: bytes) -> pd.DataFrame:
                        keep_default_na=False, na_values=[""])
 
 
-def load(csv: Path, config: dict) -> pd.DataFrame | None:
-    """The stored frame if its manifest matches `config` and its bytes are intact, else None."""
+def load(csv: Path, config: dict, columns: tuple[str, ...] = ()) -> pd.DataFrame | None:
+    """The stored frame if its manifest matches `config`, its bytes are intact and it has `columns` (a result
+    stored before a column was added is recomputed by a caller that reads it), else None."""
     manifest = manifest_of(csv)
     if not (csv.exists() and manifest.exists()):
         return None
@@ -90,8 +91,11 @@ def load(csv: Path, config: dict) -> pd.DataFrame | None:
     data = csv.read_bytes()
     if meta.get("key") != config_key(config) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
         return None
+    frame = _read(csv, data)
+    if any(column not in frame.columns for column in columns):
+        return None
     READS.append(Path(csv))
-    return _read(csv, data)
+    return frame
 
 
 def save(csv: Path, frame: pd.DataFrame, config: dict, seconds: float | None = None) -> pd.DataFrame:
@@ -136,14 +140,16 @@ def _environment() -> dict:
     return found
 
 
-def cached(csv: Path, config: dict, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """Reuse the stored result for this config, or compute, store and return it (read back, so both paths agree).
-    A result stored for other settings is never overwritten: that is an error naming what differs."""
-    frame = load(csv, config)
+def cached(csv: Path, config: dict, compute: Callable[[], pd.DataFrame],
+           columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Reuse the stored result for this config (with `columns`), or compute, store and return it (read back, so
+    both paths agree). A result stored for other settings is never overwritten: that is an error naming what
+    differs; one of the same settings without `columns` is recomputed in place."""
+    frame = load(csv, config, columns)
     if frame is not None:
         return frame
     with _folder_lock(csv.parent):  # a second process computing the same folder waits, then reuses
-        frame = load(csv, config)
+        frame = load(csv, config, columns)
         if frame is not None:
             return frame
         refuse_other_settings(csv, config)

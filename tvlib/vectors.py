@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from tvlib import reuse
+from tvlib.measures import MEASURES, Targets
 from tvlib.models import LM
 from tvlib.progress import progress_bar
 from tvlib.prompts import chunks, encode
@@ -114,66 +115,94 @@ def _writes(layer_of: torch.Tensor, values: torch.Tensor, alpha: float | None = 
 
 @dataclass
 class Answers:
-    """Greedy answers and how far each won by: the top-2 logit margin says which answers a rounding could flip."""
+    """Greedy answers and how far each won by: the top-2 logit margin says which answers a rounding could flip;
+    with targets, the continuous measures too (`measures.MEASURES`), and with `keep` each row's log-probabilities."""
 
     ids: list[int] = field(default_factory=list)
     margins: list[float] = field(default_factory=list)
+    measures: dict[str, list[float]] = field(default_factory=dict)
+    logprobs: list[torch.Tensor] = field(default_factory=list)
 
-    def add(self, logits: torch.Tensor) -> None:
+    def add(self, logits: torch.Tensor, rows: Sequence[int] = (), targets: Targets | None = None,
+            keep: bool = False) -> None:
+        """Append one batch; `rows` are its row numbers in `targets`."""
         top = logits.float().topk(2, dim=-1)
         self.ids.extend(top.indices[:, 0].tolist())
         self.margins.extend((top.values[:, 0] - top.values[:, 1]).tolist())
+        if targets is not None:
+            for name, values in targets.of(rows, logits).items():
+                self.measures.setdefault(name, []).extend(values.tolist())
+        if keep:
+            self.logprobs.extend(logits.float().log_softmax(-1).cpu())
 
     def texts(self, lm: LM) -> list[str]:
         return [lm.tokenizer.decode([i]) for i in self.ids]
 
     def __getitem__(self, part: slice) -> "Answers":
-        return Answers(self.ids[part], self.margins[part])
+        """Some rows; kept log-probabilities follow only when every row kept them (else they are dropped)."""
+        kept = self.logprobs[part] if len(self.logprobs) == len(self.ids) else []
+        return Answers(self.ids[part], self.margins[part], {k: v[part] for k, v in self.measures.items()}, kept)
 
 
 def predict(lm: LM, texts: Sequence[str], thetas: torch.Tensor | None = None, layers: Sequence[int] | None = None,
-            batch_size: int = 32, progress: bool = False, desc: str = "f", alpha: float | None = None) -> Answers:
-    """Greedy next token for each prompt (optionally patched), one plain forward pass per batch: the reference path."""
+            batch_size: int = 32, progress: bool = False, desc: str = "f", alpha: float | None = None,
+            targets: Targets | None = None, keep: bool = False) -> Answers:
+    """Greedy next token for each prompt (optionally patched), one plain forward pass per batch: the reference path.
+    With `targets` (rows as `texts`), the continuous measures; with `keep`, each prompt's log-probabilities."""
     answers = Answers()
     index = list(range(len(texts)))
     for group in progress_bar(chunks(index, batch_size), desc, progress):
         batch_texts = [texts[i] for i in group]
         if thetas is None:
-            answers.add(last_logits(lm, batch_texts))
+            logits = last_logits(lm, batch_texts)
         else:
-            answers.add(last_logits(lm, batch_texts, thetas[group], [layers[i] for i in group], alpha))
+            logits = last_logits(lm, batch_texts, thetas[group], [layers[i] for i in group], alpha)
+        answers.add(logits, group, targets, keep)
     return answers
 
 
 # --------------------------------------------------------------------------- the fast path: shared prefixes run once
 
 
-def _scatter(answers: Answers, n: int) -> Callable[[list[int], torch.Tensor], None]:
-    """An `after` callback that writes each batch's answers into their global rows."""
+def _scatter(answers: Answers, n: int, targets: Targets | None = None,
+             keep: Sequence[int] = ()) -> Callable[[list[int], torch.Tensor], None]:
+    """An `after` callback that writes each batch's answers (and measures) into their global rows, and keeps the
+    log-probabilities of the rows in `keep`, in that order."""
     answers.ids, answers.margins = [0] * n, [0.0] * n
+    if targets is not None:
+        answers.measures = {name: [float("nan")] * n for name in MEASURES}
+    slot = {row: k for k, row in enumerate(keep)}
+    kept: list[torch.Tensor | None] = [None] * len(keep)
+    answers.logprobs = kept  # filled in place as the rows arrive
 
     def after(rows: list[int], logits: torch.Tensor) -> None:
         part = Answers()
-        part.add(logits)
-        for i, token, margin in zip(rows, part.ids, part.margins):
-            answers.ids[i], answers.margins[i] = token, margin
+        part.add(logits, rows, targets)
+        for k, i in enumerate(rows):
+            answers.ids[i], answers.margins[i] = part.ids[k], part.margins[k]
+            for name, values in part.measures.items():
+                answers.measures[name][i] = values[k]
+            if i in slot:
+                kept[slot[i]] = logits[k].float().log_softmax(-1).cpu()
     return after
 
 
 @torch.no_grad()
 def states_and_answers(lm: LM, groups: Sequence[Sequence[str]], batch_size: int = 32,
-                       progress: bool = False) -> tuple[torch.Tensor, Answers]:
+                       progress: bool = False, targets: Targets | None = None,
+                       keep: Sequence[int] = ()) -> tuple[torch.Tensor, Answers]:
     """A and plain ICL together: prompts of one group share their demonstrations, which run once.
 
     Returns every prompt's last-token state at every block, [rows, n_layers, d] (float32, CPU), and its greedy
     answer, rows in group order; the same numbers as `last_token_states` and `predict` on each prompt alone.
+    With `targets` (one per row), the measures; the log-probabilities of the rows in `keep`, in `answers.logprobs`.
     """
     flat = reuse.token_ids(lm, [text for group in groups for text in group])  # one tokenizer call for all
     bounds = [0, *accumulate(len(group) for group in groups)]
     prefixes, rows = reuse.split_common([flat[a:b] for a, b in zip(bounds, bounds[1:])])
     states: list[torch.Tensor | None] = [None] * len(rows)
     answers = Answers()
-    after = _scatter(answers, len(rows))
+    after = _scatter(answers, len(rows), targets, keep)
 
     def on_batch(global_rows: list[int], _rows: list[reuse.Row]):
         captured: dict[int, torch.Tensor] = {}
@@ -191,18 +220,18 @@ def states_and_answers(lm: LM, groups: Sequence[Sequence[str]], batch_size: int 
 
 @torch.no_grad()
 def sweep(lm: LM, texts: Sequence[str], thetas: torch.Tensor, layers: Sequence[int], batch_size: int = 32,
-          progress: bool = False) -> Answers:
+          progress: bool = False, targets: Targets | None = None) -> Answers:
     """f at every layer in `layers`: the bare query runs once; per L only its last token runs, theta_L patched in.
 
     Answers come layer-major (all queries at layers[0], then layers[1], ...), as `predict` gives them for the
-    texts repeated once per layer.
+    texts repeated once per layer; so do `targets`' rows, when given (`Targets.query` maps them to contexts).
     """
     n = len(texts)
     ids = reuse.token_ids(lm, texts)
     prefixes = [x[:-1] for x in ids]
     rows = [reuse.Row(q, (ids[q][-1],), lm.check_layer(layer)) for layer in layers for q in range(n)]
     answers = Answers()
-    after = _scatter(answers, len(rows))
+    after = _scatter(answers, len(rows), targets)
 
     def on_batch(global_rows: list[int], batch: list[reuse.Row]):
         tags = torch.tensor([r.tag for r in batch])
