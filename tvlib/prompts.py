@@ -25,9 +25,13 @@ class PromptFormat:
         """Demonstrations then the query; with `space`, x and y get a leading space (the tokenizer's choice), which
         a template that already has one before the slot (`Q: {x}`) keeps single."""
         sp = " " if space else ""
-        demo, query = (_one_space(t) for t in (self.demo, self.query)) if space else (self.demo, self.query)
+        demo, query = self.templates(space)
         lines = [demo.format(x=sp + d.input, y=sp + d.output) for d in demos]
         return self.prefix + self.sep.join([*lines, query.format(x=sp + x)])
+
+    def templates(self, space: bool = False) -> tuple[str, str]:
+        """The demonstration and query templates as `render` fills them (values with a space bring their own)."""
+        return (_one_space(self.demo), _one_space(self.query)) if space else (self.demo, self.query)
 
 
 def _one_space(template: str) -> str:
