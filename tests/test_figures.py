@@ -177,6 +177,22 @@ def _method_means() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _measures(n_layers: int) -> pd.DataFrame:
+    """Per task and layer, accuracy and the three continuous measures, SmolLM2's depth (the widest a page draws)."""
+    rng = np.random.default_rng(6)
+    return pd.DataFrame([{"task": t, "layer": l, "correct": rng.uniform(0, 1), "logprob": -rng.uniform(0, 12),
+                          "logit_diff": rng.normal(0, 3), "kl": rng.uniform(0, 4)}
+                         for t in TASKS[:10] for l in range(n_layers)])
+
+
+def _position_cells() -> pd.DataFrame:
+    """`positions.cells` for five demonstrations and SmolLM2's 30 layers."""
+    from tvlib.positions import role_names
+
+    rng = np.random.default_rng(7)
+    return pd.DataFrame(rng.uniform(0, 1, (22, 30)), index=role_names(5), columns=range(30))
+
+
 def _inputs() -> dict[str, tuple]:
     summary, (averages, ci), (hist, grid), (table, rows), (formats, names) = (
         _summary(), _averages(), _histograms(), _conflicts(), _formats())
@@ -203,6 +219,8 @@ def _inputs() -> dict[str, tuple]:
         "format_matrices": (formats, names),
         "head_maps": (_heads(), [(20, 5), (20, 6), (17, 5)], [(3, 1), (20, 5)], [18, 20, 22]),
         "method_bars": (_method_means(), "format", ["query alone", "fv", "theta"], "format of the bare query"),
+        "measure_curves": (_measures(30), {"correct": 20, "logprob": 17, "logit_diff": 17}),
+        "position_map": (_position_cells(),),
     }
 
 

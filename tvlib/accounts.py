@@ -151,7 +151,7 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-def _spearman(x: pd.Series, y: pd.Series) -> float:
+def spearman(x: pd.Series, y: pd.Series) -> float:
     """Spearman's rho, NaN where either side is constant (a rank correlation is not defined there)."""
     from scipy.stats import spearmanr
 
@@ -206,14 +206,14 @@ def decodability(reads: pd.DataFrame, accuracy: pd.DataFrame, tasks: list[str], 
     cells = cells[cells["task"].isin(tasks)]
     if cells["task"].nunique() < 2:
         return {"cells": cells, "value": float("nan"), "ci": (float("nan"),) * 2, "outcome": verdicts.UNDECIDED}
-    value = _spearman(cells["decodability"], cells["accuracy"])
+    value = spearman(cells["decodability"], cells["accuracy"])
     by_task = {t: f for t, f in cells.groupby("task")}
     rng = np.random.default_rng([seed, len(by_task)])
     names = sorted(by_task)
     reps = []
     for _ in range(n_boot):
         drawn = pd.concat([by_task[names[i]] for i in rng.integers(0, len(names), len(names))])
-        reps.append(_spearman(drawn["decodability"], drawn["accuracy"]))
+        reps.append(spearman(drawn["decodability"], drawn["accuracy"]))
     reps = np.asarray(reps, float)
     ci = bounds(reps[np.isfinite(reps)])
     return {"cells": cells, "value": value, "ci": ci, "outcome": verdicts.at_least(value, 0.0, ci)}
@@ -241,7 +241,7 @@ def steerable_not_decodable(reads: pd.DataFrame, accuracy: pd.DataFrame, tasks: 
 # --------------------------------------------------------------------------- what the page says
 
 
-def _number(value: float, ci: tuple[float, float]) -> str:
+def signed(value: float, ci: tuple[float, float]) -> str:
     """'+0.12 [+0.03, +0.20]', or why there is no number."""
     if not np.isfinite(value):
         return "undefined (too few tasks or a constant measure)"
@@ -252,7 +252,7 @@ def _number(value: float, ci: tuple[float, float]) -> str:
 def say_one_shot(found: dict, n_tasks: int) -> str:
     """Dong et al.'s first test in one sentence, with its outcome."""
     return (f"Theta as one demonstration (Dong et al.): over the {n_tasks} tasks read, hypothesis minus 1-shot "
-            f"ICL is {_number(found['value'], found['ci'])}; by the rule ({RULES['dong_one_demo']}) the account "
+            f"ICL is {signed(found['value'], found['ci'])}; by the rule ({RULES['dong_one_demo']}) the account "
             f"{found['outcome']}.")
 
 
@@ -260,7 +260,7 @@ def say_rank_one(found: dict) -> str:
     """Dong et al.'s second test in one sentence, with its outcome."""
     sizes = ", ".join(f"{len(v)} {k}" for k, v in found["groups"].items())
     return (f"Rank-one mappings (Dong et al.): hypothesis/regular of many-to-one minus one-to-one tasks is "
-            f"{_number(found['value'], found['ci'])} ({sizes} tasks read); by the rule "
+            f"{signed(found['value'], found['ci'])} ({sizes} tasks read); by the rule "
             f"({RULES['dong_rank_one']}) the account {found['outcome']}.")
 
 
@@ -268,7 +268,7 @@ def say_decodability(found: dict) -> str:
     """Han et al.'s test in one sentence, with its outcome."""
     n = found["cells"]["task"].nunique()
     return (f"Decodability predicts accuracy (Han et al.): over {len(found['cells'])} (task, layer) cells of {n} "
-            f"tasks read, Spearman's rho is {_number(found['value'], found['ci'])}; by the rule "
+            f"tasks read, Spearman's rho is {signed(found['value'], found['ci'])}; by the rule "
             f"({RULES['han']}) the account {found['outcome']}.")
 
 
@@ -313,8 +313,8 @@ def say_necessity(found: dict) -> str:
     """The necessity test in one sentence, with its outcome."""
     falls = found["falls"]
     return (f"Necessity: overwriting the `->` state of the full ICL prompts at L lowers ICL by "
-            f"{_number(falls[NECESSITY[0]]['value'], falls[NECESSITY[0]]['ci'])} with another task's theta and by "
-            f"{_number(falls[NECESSITY[1]]['value'], falls[NECESSITY[1]]['ci'])} with the mean theta over tasks; by "
+            f"{signed(falls[NECESSITY[0]]['value'], falls[NECESSITY[0]]['ci'])} with another task's theta and by "
+            f"{signed(falls[NECESSITY[1]]['value'], falls[NECESSITY[1]]['ci'])} with the mean theta over tasks; by "
             f"the rule ({RULES['necessity']}) theta at L is necessary: {found['outcome']}.")
 
 
@@ -341,11 +341,11 @@ def models_table(found_by_model: dict[str, dict]) -> pd.DataFrame:
         for name, key in (("Dong: hypothesis - 1-shot ICL", "one_shot"), ("Dong: many-to-one - one-to-one ratio",
                                                                            "rank_one"),
                           ("Han: Spearman rho, decodability vs accuracy", "han")):
-            cells[name] = f"{_number(found[key]['value'], found[key]['ci'])}: {found[key]['outcome']}"
+            cells[name] = f"{signed(found[key]['value'], found[key]['ci'])}: {found[key]['outcome']}"
         cells["Nadaf: tasks steerable with nothing decoded"] = f"{found['nadaf']['tasks']}: {found['nadaf']['outcome']}"
         necessity = found["necessity"]
         cells["Necessity: ICL fall with another task's theta at L"] = (
-            f"{_number(necessity['value'], necessity['ci'])}: {necessity['outcome']}")
+            f"{signed(necessity['value'], necessity['ci'])}: {necessity['outcome']}")
         cells["tasks read"] = str(len(found["tasks"]))
         columns[model] = cells
     return pd.DataFrame(columns).rename_axis("account")

@@ -402,6 +402,46 @@ def setting_panels(long: pd.DataFrame, x: str, xlabel: str, flat: tuple[str, ...
     return fig
 
 
+MEASURE_LABELS = {"correct": "top-1 accuracy", "logprob": "log p(answer's\nfirst token)",
+                  "logit_diff": "logit difference\nto best wrong token", "kl": "KL(ICL || theta),\nnats"}
+
+
+def measure_curves(curves: pd.DataFrame, rises: dict[str, int] | None = None) -> plt.Figure:
+    """The patched run per layer in each measure (columns task, layer and the measures): thin grey lines per task,
+    the mean over tasks with its bootstrap 95% band over tasks, and a dotted line where each mean has risen."""
+    _style()
+    measures = [m for m in MEASURE_LABELS if m in curves.columns]
+    fig, axes = plt.subplots(len(measures), 1, figsize=(8, 2.4 * len(measures)), sharex=True, layout="constrained")
+    for ax, measure in zip(np.atleast_1d(axes), measures):
+        for _, part in curves.groupby("task"):
+            part = part.sort_values("layer")
+            ax.plot(part["layer"], part[measure], color="#bbbbbb", linewidth=0.7)
+        sns.lineplot(curves, x="layer", y=measure, errorbar=("ci", 95), n_boot=1000, seed=0, ax=ax, color="#1f77b4")
+        if rises and measure in rises:
+            ax.axvline(rises[measure], color="black", linestyle=":", linewidth=1.2)
+        ax.set_ylabel(MEASURE_LABELS[measure], fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    np.atleast_1d(axes)[-1].set_xlabel("layer L (block whose output is patched)")
+    fig.suptitle("grey: each task; blue: mean over tasks, band = bootstrap 95% over tasks; dotted: risen", fontsize=9)
+    return fig
+
+
+def position_map(table: pd.DataFrame, label: str = "test accuracy") -> plt.Figure:
+    """A heatmap of `positions.cells`: one row per position of the dummy prompt (prompt order, top to bottom), one
+    column per layer, the value written in no cell (the colour bar reads it)."""
+    _style()
+    fig, ax = plt.subplots(figsize=(8, 0.28 * len(table) + 1.6), layout="constrained")
+    image = ax.imshow(table.to_numpy(float), aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks(range(len(table)), list(table.index), fontsize=8)
+    columns = list(table.columns)
+    step = max(1, -(-len(columns) // 15))
+    ax.set_xticks(range(0, len(columns), step), [str(c) for c in columns[::step]], fontsize=8)
+    ax.set_xlabel("layer whose state is read and written")
+    ax.grid(False)
+    fig.colorbar(image, ax=ax, label=label, shrink=0.8)
+    return fig
+
+
 def format_matrices(table: pd.DataFrame, formats: list[str]) -> plt.Figure:
     """Theta from a source format (rows) patched into a target format's bare query (columns): hypothesis accuracy
     with its 95% interval in each cell, and a last row with plain ICL in the target format for reference; one
