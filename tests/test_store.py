@@ -109,6 +109,41 @@ def test_two_processes_on_one_folder_compute_once_and_a_killed_run_resumes_to_th
     assert _results(killed) == _results(folder)
 
 
+def test_two_processes_on_different_results_of_one_folder_do_not_wait_on_each_other(tmp_path):
+    """Locks are per result file: A computing its parts never holds up B computing others in the same folder, so
+    their compute spans overlap; and both store what one process alone would."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import sys, time
+        import pandas as pd
+        from pathlib import Path
+        from tvlib import store
+        folder, first = Path(sys.argv[1]), int(sys.argv[2])
+        for i in range(first, first + 2):
+            def run(i=i):
+                start = time.time()
+                time.sleep(0.8)
+                print(f"{i} {start} {time.time()}", flush=True)
+                return pd.DataFrame({"i": [i] * 3, "x": [i / 3, i / 7, i / 11]})
+            store.cached(folder / f"part{i}.csv", {"part": i}, run)
+    """)
+    folder = tmp_path / "shared"
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(folder), str(first)], stdout=subprocess.PIPE,
+                                text=True) for first in (0, 2)]
+    spans = [[tuple(map(float, line.split()[1:])) for line in w.communicate()[0].splitlines()] for w in workers]
+    assert all(w.returncode == 0 for w in workers) and [len(s) for s in spans] == [2, 2]
+    # some compute of A's ran at the same time as one of B's (one lock for the folder would serialise them all)
+    assert any(a0 < b1 and b0 < a1 for a0, a1 in spans[0] for b0, b1 in spans[1])
+
+    alone = tmp_path / "alone"
+    for first in (0, 2):
+        subprocess.run([sys.executable, "-c", script, str(alone), str(first)], check=True, capture_output=True)
+    assert _results(alone) == _results(folder)
+
+
 def _results(folder):
     """Every file's bytes, a manifest's measured compute time aside (the seconds differ from run to run; the
     CSV, its key and its hash may not)."""
@@ -116,6 +151,9 @@ def _results(folder):
 
     found = {}
     for p in sorted(folder.iterdir()):
+        if p.name.endswith(".lock"):  # the per-result locks: empty, and nothing to compare
+            assert p.read_bytes() == b""
+            continue
         found[p.name] = p.read_bytes()
         if p.suffix == ".json":
             meta = json.loads(found[p.name])

@@ -148,7 +148,7 @@ def cached(csv: Path, config: dict, compute: Callable[[], pd.DataFrame],
     frame = load(csv, config, columns)
     if frame is not None:
         return frame
-    with _folder_lock(csv.parent):  # a second process computing the same folder waits, then reuses
+    with _file_lock(csv):  # a second process computing the same result waits, then reuses; others go on
         frame = load(csv, config, columns)
         if frame is not None:
             return frame
@@ -161,13 +161,14 @@ def cached(csv: Path, config: dict, compute: Callable[[], pd.DataFrame],
 
 
 @contextlib.contextmanager
-def _folder_lock(folder: Path):
-    """An exclusive lock on the results folder itself (flock on the directory: no lock file is left behind),
-    released when the block ends or the process dies."""
+def _file_lock(csv: Path):
+    """An exclusive lock on one result: flock on a hidden `.<name>.lock` beside it, so workers on other results of
+    the same folder never wait. Released when the block ends or the process dies (SIGKILL included); the empty
+    lock file stays, since removing it would race a process that is waiting on it."""
     import fcntl
 
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder, os.O_RDONLY)
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(csv.with_name(f".{csv.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
