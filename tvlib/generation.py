@@ -18,6 +18,7 @@ from tvlib import reuse
 from tvlib.errors import TvlibError
 from tvlib.models import LM
 from tvlib.progress import progress_bar
+from tvlib.memory import Fit
 from tvlib.prompts import chunks, encode
 from tvlib.vectors import block_hooks, _writes
 
@@ -128,9 +129,13 @@ def generate(lm: LM, texts: Sequence[str], thetas: torch.Tensor | None = None, l
             raise TvlibError(f"each theta must be a vector of the model's width {width}, not of shape "
                              f"{tuple(thetas.shape[1:])}: read theta from this model's blocks")
         layers = [lm.check_layer(layer) for layer in layers]
-    result = Generations()
-    for rows in progress_bar(chunks(list(range(len(texts))), batch_size), desc, progress):
+    result, fit = Generations(), Fit(batch_size)  # halved on an out-of-memory error (tvlib.memory)
+
+    def run(rows: list[int]) -> None:
         result.extend(_batch(lm, [texts[i] for i in rows], None if thetas is None else thetas[rows],
                              None if layers is None else [layers[i] for i in rows], patch == "every_step",
                              max_new_tokens))
+
+    for rows in progress_bar(chunks(list(range(len(texts))), batch_size), desc, progress):
+        fit.each(rows, run)
     return result

@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from tvlib.errors import TvlibError
+from tvlib.memory import Fit
 from tvlib.models import LM
 
 
@@ -106,13 +107,10 @@ def _continue(lm: LM, pre: _Prefixes, rows: list[Row]) -> torch.Tensor:
     return out.logits[:, -1].float()
 
 
-def _by_length(rows: list[tuple[int, Row]], size: int) -> Iterator[list[tuple[int, Row]]]:
-    """Rows grouped by continuation length (so no padding sits between prefix and continuation), in chunks."""
-    lengths = sorted({len(r.tokens) for _, r in rows})
-    for n in lengths:
-        same = [item for item in rows if len(item[1].tokens) == n]
-        for i in range(0, len(same), size):
-            yield same[i:i + size]
+def _by_length(rows: list[tuple[int, Row]]) -> Iterator[list[tuple[int, Row]]]:
+    """Rows grouped by continuation length, so no padding sits between prefix and continuation."""
+    for n in sorted({len(r.tokens) for _, r in rows}):
+        yield [item for item in rows if len(item[1].tokens) == n]
 
 
 Batch = Callable[[list[int], list[Row]], tuple[object, Callable[[list[int], torch.Tensor], None]]]
@@ -124,6 +122,9 @@ def run(lm: LM, prefixes: list[list[int]], rows: list[Row], on_batch: Batch, pre
 
     Before each continuation pass `on_batch(row_numbers, rows)` returns a context manager (hooks) and a callback
     that receives the row numbers and their last-position logits. `wrap` may add a progress bar over the chunks.
+    On an out-of-memory error the batch that failed is redone in halves (`memory.Fit`: prefixes and continuations
+    each keep their own size), so a callback must write each row to its own place: a row given twice (its prefix
+    chunk redone) gets the same numbers twice.
     """
     if any(len(p) == 0 for p in prefixes):
         raise TvlibError("every prefix needs at least one token: use the plain forward pass for such prompts")
@@ -131,14 +132,25 @@ def run(lm: LM, prefixes: list[list[int]], rows: list[Row], on_batch: Batch, pre
     for i, row in enumerate(rows):
         owner.setdefault(row.prefix, []).append(i)
     starts = list(range(0, len(prefixes), prefix_batch))
+    prefix_fit, row_fit = Fit(prefix_batch), Fit(row_batch)
     with torch.no_grad():
         for start in wrap(starts):
-            chunk = range(start, min(start + prefix_batch, len(prefixes)))
-            pre = _run_prefixes(lm, [prefixes[g] for g in chunk])
-            local = [(i, Row(g - start, rows[i].tokens, rows[i].tag)) for g in chunk for i in owner.get(g, [])]
-            for batch in _by_length(local, row_batch):
-                numbers, batch_rows = [i for i, _ in batch], [r for _, r in batch]
-                hooks, receive = on_batch(numbers, batch_rows)
-                with hooks:
-                    logits = _continue(lm, pre, batch_rows)
-                receive(numbers, logits)
+            chunk = list(range(start, min(start + prefix_batch, len(prefixes))))
+            prefix_fit.each(chunk, lambda part: _chunk(lm, prefixes, rows, owner, part, on_batch, row_fit))
+
+
+def _chunk(lm: LM, prefixes: list[list[int]], rows: list[Row], owner: dict[int, list[int]], part: list[int],
+           on_batch: Batch, row_fit: Fit) -> None:
+    """One chunk of prefixes run once, then all their continuations in batches that fit."""
+    pre = _run_prefixes(lm, [prefixes[g] for g in part])
+    local = [(i, Row(g - part[0], rows[i].tokens, rows[i].tag)) for g in part for i in owner.get(g, [])]
+
+    def continue_rows(batch: list[tuple[int, Row]]) -> None:
+        numbers, batch_rows = [i for i, _ in batch], [r for _, r in batch]
+        hooks, receive = on_batch(numbers, batch_rows)
+        with hooks:
+            logits = _continue(lm, pre, batch_rows)
+        receive(numbers, logits)
+
+    for same_length in _by_length(local):
+        row_fit.each(same_length, continue_rows)

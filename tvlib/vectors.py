@@ -13,6 +13,7 @@ import torch
 
 from tvlib import reuse
 from tvlib.measures import MEASURES, Targets
+from tvlib.memory import Fit
 from tvlib.models import LM
 from tvlib.progress import progress_bar
 from tvlib.prompts import chunks, encode
@@ -77,7 +78,9 @@ def _forward(lm: LM, texts: list[str]) -> torch.Tensor:
 def last_token_states(lm: LM, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> torch.Tensor:
     """A: output of every block at the last token, shape [len(texts), n_layers, d_model], float32 on the CPU."""
     results: list[torch.Tensor] = []
-    for group in progress_bar(chunks(list(texts), batch_size), "A (theta)", progress):
+    fit = Fit(batch_size)
+
+    def run(group: list[str]) -> None:
         states: dict[int, torch.Tensor] = {}
         with block_hooks(lm, _readers(lm, states, stop=True)):
             try:
@@ -85,6 +88,9 @@ def last_token_states(lm: LM, texts: Sequence[str], batch_size: int = 32, progre
             except _Stop:
                 pass
         results.append(torch.stack([states[i] for i in range(lm.n_layers)], dim=1))
+
+    for group in progress_bar(chunks(list(texts), batch_size), "A (theta)", progress):
+        fit.each(group, run)
     return torch.cat(results) if results else torch.empty(0, lm.n_layers, 0)
 
 
@@ -150,14 +156,18 @@ def predict(lm: LM, texts: Sequence[str], thetas: torch.Tensor | None = None, la
     """Greedy next token for each prompt (optionally patched), one plain forward pass per batch: the reference path.
     With `targets` (rows as `texts`), the continuous measures; with `keep`, each prompt's log-probabilities."""
     answers = Answers()
-    index = list(range(len(texts)))
-    for group in progress_bar(chunks(index, batch_size), desc, progress):
+    fit = Fit(batch_size)  # halved on an out-of-memory error; a part adds its answers only once it has run
+
+    def run(group: list[int]) -> None:
         batch_texts = [texts[i] for i in group]
         if thetas is None:
             logits = last_logits(lm, batch_texts)
         else:
             logits = last_logits(lm, batch_texts, thetas[group], [layers[i] for i in group], alpha)
         answers.add(logits, group, targets, keep)
+
+    for group in progress_bar(chunks(list(range(len(texts))), batch_size), desc, progress):
+        fit.each(group, run)
     return answers
 
 
