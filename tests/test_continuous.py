@@ -10,7 +10,7 @@ from tvlib import continuous, positions, verdicts
 def test_a_curve_has_risen_halfway_from_layer_zero_to_its_peak():
     assert continuous.rise_layer(pd.Series([0.0, 0.1, 0.2, 0.6, 1.0, 0.3])) == 3
     assert continuous.rise_layer(pd.Series([-9.0, -8.0, -4.5, -1.0], index=[0, 1, 2, 3])) == 2  # exactly halfway
-    assert continuous.rise_layer(pd.Series([0.5, 0.5, 0.5])) == 0  # flat: risen from the start
+    assert np.isnan(continuous.rise_layer(pd.Series([0.5, 0.5, 0.5])))  # flat: it never rises
 
 
 def _curves(acc_at: int, measure_at: int, tasks: int = 6, layers: int = 10) -> pd.DataFrame:
@@ -85,3 +85,10 @@ def test_positions_at_each_tasks_layer_against_the_final_arrow():
     assert list(table.index) == positions.role_names(1)
     sentence = positions.say_positions(table.reset_index(), 2)
     assert "'y 1' at 0.50" in sentence and "5 of the 5 other positions" in sentence
+
+
+def test_a_curve_that_never_rises_decides_nothing():
+    curves = _curves(4, 4).assign(correct=0.0)
+    table = continuous.rises(curves, [f"t{i}" for i in range(6)], n_boot=50).set_index("measure")
+    assert table["rises earlier"].iloc[1:].eq(verdicts.UNDECIDED).all()
+    assert "never rises" in continuous.say_rises(table.reset_index(), 6)

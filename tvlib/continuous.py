@@ -11,6 +11,7 @@ from tvlib.accounts import signed, spearman
 from tvlib.experiments import summarize
 from tvlib.intervals import N_BOOT, bounds
 from tvlib.measures import LABELS as MEASURE_LABELS
+from tvlib.positions import FINAL
 
 RISE = 0.5
 """A curve has risen at the first layer where it is this share of the way from its value at layer 0 to its peak."""
@@ -39,16 +40,20 @@ def layer_curves(predictions: pd.DataFrame, split: str = "dev") -> pd.DataFrame:
     return swept.groupby(["task", "layer"])[columns].mean().reset_index()
 
 
-def rise_layer(curve: pd.Series) -> int:
-    """The first layer (curve indexed by layer) at RISE of the way from layer 0's value to the peak."""
+def rise_layer(curve: pd.Series) -> float:
+    """The first layer (curve indexed by layer) at RISE of the way from layer 0's value to the peak; NaN for a curve
+    that never rises above its layer 0 value."""
     curve = curve.sort_index()
     start, peak = curve.iloc[0], curve.max()
-    return int(curve.index[np.argmax(curve.to_numpy() >= start + RISE * (peak - start) - verdicts.TIE)])
+    if peak - start <= verdicts.TIE:
+        return float("nan")
+    return float(curve.index[np.argmax(curve.to_numpy() >= start + RISE * (peak - start) - verdicts.TIE)])
 
 
 def rises(curves: pd.DataFrame, tasks: list[str], n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
     """Each measure's rise layer of the mean curve over `tasks`, and its difference from accuracy's with a paired
-    interval (one resample of tasks serves every measure) and the rule's outcome."""
+    interval (one resample of tasks serves every measure) and the rule's outcome (undecided where a curve never
+    rises)."""
     grids = {m: curves[curves["task"].isin(tasks)].pivot(index="task", columns="layer", values=m).loc[tasks]
              for m in CURVE_MEASURES}
     rng = np.random.default_rng([seed, len(tasks)])
@@ -63,21 +68,30 @@ def rises(curves: pd.DataFrame, tasks: list[str], n_boot: int = N_BOOT, seed: in
     for measure in CURVE_MEASURES:
         point = rise_layer(grids[measure].mean())
         diff = point - rise_layer(grids["correct"].mean())
-        ci = bounds(layers_of(measure) - base) if measure != "correct" else (0.0, 0.0)
-        outcome = verdicts.at_most(diff, -EARLIER, ci) if measure != "correct" else None
+        reps = layers_of(measure) - base
+        ci = bounds(reps[np.isfinite(reps)]) if np.isfinite(diff) and np.isfinite(reps).all() else (np.nan, np.nan)
+        outcome = None if measure == "correct" else \
+            verdicts.at_most(diff, -EARLIER, ci) if np.isfinite(ci[0]) else verdicts.UNDECIDED
         rows.append({"measure": measure, "label": LABELS[measure], "rise layer": point,
                      "vs accuracy": diff, "low": ci[0], "high": ci[1], "rises earlier": outcome})
     return pd.DataFrame(rows)
 
 
+def _layer(value: float) -> str:
+    return f"layer {int(value)}" if np.isfinite(value) else "no layer (the curve never rises)"
+
+
 def say_rises(table: pd.DataFrame, n_tasks: int) -> str:
     """The rise layers in one sentence, with the rule's outcome for each continuous measure."""
     acc = table[table["measure"] == "correct"].iloc[0]
-    parts = [f"{r['label']} at layer {r['rise layer']} ({int(r['vs accuracy']):+d} [{r['low']:+.0f}, "
-             f"{r['high']:+.0f}]: that it rises earlier {r['rises earlier']})"
-             for _, r in table[table["measure"] != "correct"].iterrows()]
-    return (f"Over the {n_tasks} tasks read, mean top-1 accuracy has risen at layer {acc['rise layer']}; "
-            + "; ".join(parts) + ".")
+    parts = []
+    for _, r in table[table["measure"] != "correct"].iterrows():
+        against = (f", {int(r['vs accuracy']):+d} layers [{r['low']:+.0f}, {r['high']:+.0f}] against accuracy"
+                   if np.isfinite(r["low"]) else "")
+        parts.append(f"{r['label']} at {_layer(r['rise layer'])}{against}, so that it rises earlier "
+                     f"{r['rises earlier']}")
+    return (f"Over the {n_tasks} tasks read, the mean dev curve of top-1 accuracy has risen at "
+            f"{_layer(acc['rise layer'])}; " + "; ".join(parts) + " (paired bootstrap 95% intervals over tasks).")
 
 
 def at_l(predictions: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
@@ -138,3 +152,53 @@ def say_gaps(gaps: list[dict], n_tasks: int) -> str:
     parts = [f"{LABELS[g['measure']]} {signed(g['value'], g['ci'])}" for g in gaps]
     return (f"Theta at L minus ICL on the same test contexts, mean over {n_tasks} tasks (paired bootstrap 95% "
             "intervals over test contexts, tasks fixed): " + "; ".join(parts) + ".")
+
+
+def read_all(predictions: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """Every continuous reading of one model's main experiment, over the tasks where ICL adds at least
+    `verdicts.MIN_GAIN` (or, where there is none, over every task, with `decides` False: nothing is decided)."""
+    from tvlib.accounts import testable
+
+    summary = summarize(predictions)
+    tasks = testable(summary)
+    decides = bool(tasks)
+    tasks = tasks or sorted(summary["task"])
+    dev, test = layer_curves(predictions, "dev"), layer_curves(predictions, "test")
+    rise = rises(dev, tasks, n_boot, seed)
+    table = at_l(predictions, tasks)
+    kl = kl_ranks(table, n_boot, seed) if decides else {**kl_ranks(table.iloc[:0]), "tasks": len(tasks)}
+    if not decides:
+        rise["rises earlier"] = rise["rises earlier"].where(rise["measure"] == "correct", verdicts.UNDECIDED)
+    gaps = [paired_gap(predictions, tasks, m, n_boot, seed) for m in CURVE_MEASURES]
+    return {"tasks": tasks, "decides": decides, "dev": dev[dev["task"].isin(tasks)],
+            "test": test[test["task"].isin(tasks)], "rises": rise, "at_l": table, "kl": kl, "gaps": gaps,
+            "rise_layers": dict(zip(rise["measure"], rise["rise layer"]))}
+
+
+def say_all(found: dict) -> tuple[str, ...]:
+    """The page's sentences on the continuous measures, in order."""
+    return (say_rises(found["rises"], len(found["tasks"])), say_gaps(found["gaps"], len(found["tasks"])),
+            say_kl(found["kl"]))
+
+
+def models_table(shown: dict[str, dict], positions_read: dict[str, dict] | None = None) -> pd.DataFrame:
+    """One column per model: the rise layers, theta minus ICL in log p, KL's ranking and, where read, the best
+    position other than the final arrow."""
+    rows = []
+    for model, found in shown.items():
+        rise = found["rises"].set_index("measure")
+        gap = {g["measure"]: g for g in found["gaps"]}["logprob"]
+        row = {"model": model, "tasks": len(found["tasks"]),
+               "accuracy risen at": rise.loc["correct", "rise layer"],
+               "log p risen at": rise.loc["logprob", "rise layer"],
+               "log p rises earlier": rise.loc["logprob", "rises earlier"],
+               "theta - ICL, log p": signed(gap["value"], gap["ci"]),
+               "KL ranks tasks (rho)": signed(found["kl"]["value"], found["kl"]["ci"]),
+               "KL ranks tasks": found["kl"]["outcome"]}
+        if positions_read and model in positions_read:
+            table = positions_read[model]["table"]
+            best = table[table["role"] != FINAL].sort_values("accuracy", ascending=False).iloc[0]
+            row["best position but the last"] = f"{best['role']} ({best['minus final arrow']:+.2f})"
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("model").astype({"accuracy risen at": "Int64", "log p risen at": "Int64"})
+    return table.astype(str).T.rename_axis("reading")  # a column per model, as the accounts' table

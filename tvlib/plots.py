@@ -422,7 +422,8 @@ def measure_curves(curves: pd.DataFrame, rises: dict[str, int] | None = None) ->
         ax.set_ylabel(MEASURE_LABELS[measure], fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     np.atleast_1d(axes)[-1].set_xlabel("layer L (block whose output is patched)")
-    fig.suptitle("grey: each task; blue: mean over tasks, band = bootstrap 95% over tasks; dotted: risen", fontsize=9)
+    title = "grey: each task; blue: mean over tasks, band = bootstrap 95% over tasks"
+    fig.suptitle(title + ("; dotted: risen" if rises else ""), fontsize=9)
     return fig
 
 

@@ -180,9 +180,20 @@ def say_positions(table: pd.DataFrame, n_tasks: int) -> str:
     others = table[table["role"] != FINAL].sort_values("accuracy", ascending=False)
     best = others.iloc[0]
     below = int((others["gap high"] < 0).sum())
+    level = [r for r, high in zip(others["role"], others["gap high"]) if high >= 0]
     return (f"Over {n_tasks} tasks, with each position's state taken at the task's own L, the final arrow gives "
             f"{final['accuracy']:.2f} [{final['low']:.2f}, {final['high']:.2f}]; the best other position is "
             f"'{best['role']}' at {best['accuracy']:.2f} [{best['low']:.2f}, {best['high']:.2f}] "
             f"({best['minus final arrow']:+.2f} [{best['gap low']:+.2f}, {best['gap high']:+.2f}] against the arrow, "
             f"paired); {below} of the {len(others)} other positions fall below the arrow by a paired bootstrap 95% "
-            "interval over test contexts (tasks fixed).")
+            "interval over test contexts (tasks fixed)"
+            + (f", and {', '.join(repr(r) for r in level)} cannot be told from it." if 0 < len(level) <= 4 else
+               f", and {len(level)} cannot be told from it." if level else "."))
+
+
+def read_all(frame: pd.DataFrame, layers: dict[str, int], n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """The map's cells (mean accuracy over tasks and contexts), each role at each task's L against the final arrow,
+    and the sentence."""
+    table = at_layers(frame, layers, n_boot, seed)
+    return {"cells": cells(frame), "table": table, "tasks": sorted(frame["task"].unique()),
+            "sentence": say_positions(table, frame["task"].nunique())}

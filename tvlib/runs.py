@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tvlib import __version__, accounts, beyond, clusters, defaults, experiments, multitoken, paths, store
-from tvlib import positions
+from tvlib import continuous, positions
 from tvlib import function_vectors as fvs
 from tvlib.errors import TooFewExamples, TvlibError
 from tvlib.generation import MAX_NEW_TOKENS, PATCHES
@@ -395,6 +395,15 @@ class Runner:
                  lambda t=t: positions.position_map(self.lm, load_task(t), self.protocol, n, self.protocol.progress))
                 for t in tasks]
         return pd.concat(self._run(jobs, "tasks"), ignore_index=True)
+
+    def continuous(self, tasks: list[str]) -> dict:
+        """`continuous.read_all` on the main experiment of these tasks (its continuous measures recomputed where a
+        stored result predates them)."""
+        return continuous.read_all(self.main_all(tasks, measures=True))
+
+    def position_reads(self, tasks: list[str]) -> dict:
+        """`positions.read_all` on the position map of these tasks, each read at its L from the main experiment."""
+        return positions.read_all(self.positions(tasks), self.best_layers(tasks))
 
     def _n_layers(self, task: str) -> int:
         """Number of blocks, read from the stored dev sweep when there is one (no model load)."""
