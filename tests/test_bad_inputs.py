@@ -282,3 +282,14 @@ def test_an_unknown_profile():
 def test_in_place_is_only_for_the_default_model(capsys, tiny):
     assert "--in-place" in _cli_error(capsys, ["run-book", "--in-place", "--model", str(tiny)])
 
+
+
+# --------------------------------------------------------------------------- compute
+
+
+@pytest.mark.parametrize("args,said", [(["--shard", "2/2"], "i between 0 and N-1"), (["--shard", "half"], "i/N"),
+                                       (["-p", "n_tset", "5"], "n_tset"), (["--chapter", "99"], "no chapter matches"),
+                                       (["--slurm", "gpu", "--workers", "0"], "--workers must be at least 1")])
+def test_compute_refuses_bad_settings_before_anything_runs(capsys, tmp_path, args, said):
+    assert said in _cli_error(capsys, ["compute", "--out", str(tmp_path / "run"), *args])
+    assert not (tmp_path / "run").exists()

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tvlib import paths
 from tvlib.errors import TvlibError
+
+STORED_ONLY = "TVLIB_STORED_ONLY"
+"""Set to 1 by `run-book --stored`: every chapter reads stored results and never loads the model (a missing result
+is an error naming `compute`)."""
 
 SUMMARY_PAGES = ("own_task", "verdict", "across_models", "index", "provenance")
 """Pages run in place only, after the chapters, or when named: the tutorial on a task of one's own (its results go
@@ -98,8 +103,11 @@ def setup(model: str, device: str = "cpu", dtype: str = "float32", tasks: str = 
     from tvlib.tasks import task_list
 
     settings = Protocol(**protocol)
-    runner = Runner(model, device, dtype, settings, results_dir)
+    stored = os.environ.get(STORED_ONLY) == "1"
+    runner = Runner(model, device, dtype, settings, results_dir, stored_only=stored)
     names = task_list(tasks)
+    if stored:
+        say("Stored results, no model loaded (`run-book --stored`, after `compute`).")
     say(f"Model: {model}, {n_blocks(model)} blocks, {dtype} on {device}. Protocol: {settings.demos} demonstrations, "
         f"{settings.n_dev} dev and {settings.n_test} test contexts, {settings.n_baseline} baseline queries, "
         f"seed {settings.seed}; {len(names)} task(s).")

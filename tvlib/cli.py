@@ -82,6 +82,27 @@ def _parser() -> argparse.ArgumentParser:
     rb.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
                     help="any other chapter parameter, the value read as YAML: -p tasks knowledge -p n_test 20 "
                          "-p layer null -p tasks '[algorithmic_to_upper, translation_en_fr]'")
+    rb.add_argument("--stored", action="store_true", help="read stored results only (what `compute` stored): no "
+                                                          "chapter loads the model; a missing result is an error")
+    cp = sub.add_parser("compute", help="every result the chapters need, in one process with one model load, in a "
+                                        "fixed order; --shard i/N (or accelerate launch, or --slurm) splits it")
+    cp.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id")
+    cp.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (accelerate device_map)")
+    cp.add_argument("--dtype", default="float32", help="float32 (the stored results), bfloat16 or float16")
+    cp.add_argument("--profile", default="paper", choices=sorted(PAPER.PROFILES), help="as for run-book")
+    cp.add_argument("--out", help="run folder (default: runs/<model>-<profile>/, where run-book --stored reads)")
+    cp.add_argument("--chapter", action="append", help="only these chapters' results (e.g. 02, 11); repeat")
+    cp.add_argument("--tasks", help="the chapters' task list (as -p tasks): all, a category or comma-separated names")
+    cp.add_argument("--shard", metavar="i/N", help="take units i, i+N, ... of the plan (default: accelerate's or "
+                                                   "SLURM's rank when launched by one, else all)")
+    cp.add_argument("--random-config", metavar="SHAPE", help="instead of --model, a randomly initialised paper shape, "
+                                                             "as for run-book")
+    cp.add_argument("--dry-run", action="store_true", help="print the plan (units, forward passes, memory) and "
+                                                           "compute nothing")
+    cp.add_argument("--slurm", metavar="PARTITION", help="submit --workers shards as a SLURM array job (submitit)")
+    cp.add_argument("--workers", type=int, default=1, help="shards for --slurm (one array task each)")
+    cp.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
+                    help="any chapter parameter, as for run-book")
     cl = sub.add_parser("claims", help="the paper's five claims on a model's stored results (no model load)")
     cl.add_argument("--model", default=DEFAULT_MODEL, help="alias, local path or hub id")
     cl.add_argument("--dtype", default="float32", help="dtype of the stored results")
@@ -129,10 +150,39 @@ def _run_book(args: argparse.Namespace) -> None:
                              "profile, without --out or --build")
         book.run(args.chapter, None, {"model": args.model, "device": args.device, "dtype": args.dtype, **params})
         return
-    out = runbook.run_book(args.model, args.device, args.dtype, args.profile, params, args.out, args.chapter)
+    out = runbook.run_book(args.model, args.device, args.dtype, args.profile, params, args.out, args.chapter,
+                           args.stored)
     print(f"run folder: {out}", flush=True)
     if args.build:
         print(f"book: {runbook.build(out)}", flush=True)
+
+
+def _compute(args: argparse.Namespace) -> None:
+    """The plan, this process's shard of it (or a SLURM array of shards), run or only described."""
+    from tvlib import compute, runbook
+
+    params = {name: runbook.parse_value(value) for name, value in args.param}
+    if args.tasks:
+        params["tasks"] = args.tasks
+    if args.random_config:
+        args.model = f"random:{args.random_config}"
+    settings = dict(model=args.model, device=compute.rank_device(args.device), dtype=args.dtype, profile=args.profile,
+                    parameters=params, out=args.out, chapters=args.chapter)
+    if args.slurm:
+        from tvlib import cluster
+
+        print(cluster.submit(settings, args.slurm, args.workers)[0], flush=True)
+        return
+    shard = compute.parse_shard(args.shard) if args.shard else compute.launcher_shard() or (0, 1)
+    units, out = compute.plan(**settings)
+    chosen = compute.mine(units, shard)
+    if args.dry_run:
+        protocol = compute.protocol_of(args.profile, params)
+        print("\n".join(compute.describe(units, chosen, shard, args.model, args.dtype, protocol)), flush=True)
+        return
+    done = compute.run(chosen)
+    print(f"shard {shard[0]}/{shard[1]}: {len(done)} of {len(units)} units, {sum(d['seconds'] for d in done):.0f} s; "
+          f"record {compute.record(out, done, shard)}; results in {out / 'results'}", flush=True)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -275,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _log_to_stderr()
     try:
-        {"evaluate": _evaluate, "tasks": _tasks, "run-book": _run_book, "bench": _bench,
-         "claims": _claims}[args.command](args)
+        {"evaluate": _evaluate, "tasks": _tasks, "run-book": _run_book, "bench": _bench, "claims": _claims,
+         "compute": _compute}[args.command](args)
     except TvlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -428,21 +428,26 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str | torc
     return wrap(model, tokenizer, name)
 
 
-def n_blocks(name: str = DEFAULT_MODEL) -> int:
-    """The number of decoder blocks from the model's config alone, so a page can name it without loading weights."""
+def model_config(name: str = DEFAULT_MODEL):
+    """The model's config alone (no weights): a random paper shape's, or the one beside its weights."""
     if name.startswith(RANDOM):
         from tvlib.shapes import paper_shape_config
 
-        return paper_shape_config(*random_shape(name)).num_hidden_layers
+        return paper_shape_config(*random_shape(name))
     _hub_settings()
     from transformers import AutoConfig
 
     source = resolve(name)
     gguf_file = _gguf_file(source)
     try:
-        config = AutoConfig.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}), **SAFE)
+        return AutoConfig.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}), **SAFE)
     except OSError as err:
         raise _unknown_model(name) from err
+
+
+def n_blocks(name: str = DEFAULT_MODEL) -> int:
+    """The number of decoder blocks from the model's config alone, so a page can name it without loading weights."""
+    config = model_config(name)
     config = getattr(config, "text_config", config)
     for key in ("num_hidden_layers", "n_layer", "num_layers"):
         if isinstance(getattr(config, key, None), int):

@@ -10,6 +10,7 @@ the model's memory is given back when the chapter ends.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -85,9 +86,23 @@ def _seconds(out: Path) -> dict[str, float]:
 
 def run_book(model: str, device: str = "cpu", dtype: str = "float32", profile: str = "paper",
              parameters: dict | None = None, out: Path | str | None = None,
-             selected: list[str] | None = None) -> Path:
+             selected: list[str] | None = None, stored: bool = False) -> Path:
     """Execute the chapters into `out` (default runs/<model>-<profile>/), skipping those already done for this
-    configuration; stops at the first failing chapter with its cell and error. Returns the run folder."""
+    configuration; stops at the first failing chapter with its cell and error. With `stored`, every chapter reads
+    stored results only (what `compute` stored) and none loads the model. Returns the run folder."""
+    previous = os.environ.get(book.STORED_ONLY)
+    os.environ[book.STORED_ONLY] = "1" if stored else "0"  # the chapters' kernels inherit it
+    try:
+        return _run_book(model, device, dtype, profile, parameters, out, selected)
+    finally:
+        if previous is None:
+            os.environ.pop(book.STORED_ONLY, None)
+        else:
+            os.environ[book.STORED_ONLY] = previous
+
+
+def _run_book(model: str, device: str, dtype: str, profile: str, parameters: dict | None, out: Path | str | None,
+              selected: list[str] | None) -> Path:
     config = configuration(model, device, dtype, profile, parameters or {})
     out = Path(out or default_out(model, profile)).resolve()
     key = store.config_key(config)

@@ -57,16 +57,24 @@ class Runner:
     results_dir: Path | str | None = None
     stored_only: bool = False  # True: a missing result is an error, never a model load (the claims check)
     loaded: LM | None = None  # a model already in memory (`models.wrap(model, tokenizer)`), used instead of `model`
+    shared: dict | None = None  # models loaded by any runner holding this dict (`compute`: one load per process)
 
     @property
     def lm(self) -> LM:
         """The model: `loaded` if given, else loaded from `model` on first use."""
         if self.loaded is None and self.stored_only:
             raise TvlibError(f"a result of {self.model} is not stored in {self.folder} (or its settings differ): "
-                             f"compute it first with `python -m tvlib run-book --model {self.model} --out DIR` "
-                             "(a result stored before a column a page reads was added is computed again that way)")
+                             f"compute it first with `python -m tvlib compute --model {self.model} --out DIR` (or "
+                             "run-book without --stored; a result stored before a column a page reads was added is "
+                             "computed again that way)")
         if self.loaded is None:
-            self.loaded = load_model(self.model, self.device, self.dtype)
+            key = (self.model, self.device, self.dtype)
+            if self.shared is not None and key in self.shared:
+                self.loaded = self.shared[key]
+            else:
+                self.loaded = load_model(self.model, self.device, self.dtype)
+                if self.shared is not None:
+                    self.shared[key] = self.loaded
         return self.loaded
 
     @property
@@ -122,6 +130,22 @@ class Runner:
         config = self._config("first_token", self.protocol)
         return store.cached(self._place("tokenizer") / "first_token.csv", config,
                             lambda: pd.DataFrame([first_token(load_tokenizer(self.model), self.protocol.fmt)]))
+
+    def trace(self, task: str) -> dict:
+        """`experiments.trace` of the task's first test context at its L (chapter 1's worked example), stored as
+        one row so the page reads it without the model."""
+        import json
+
+        layer = self.best_layers([task])[task]
+        config = self._config("trace", self.protocol, task=task, layer=layer, data=load_task(task).fingerprint())
+
+        def compute() -> pd.DataFrame:
+            found = experiments.trace(self.lm, load_task(task), layer, self.protocol)
+            return pd.DataFrame([{k: json.dumps(v) if isinstance(v, (list, tuple)) else v for k, v in found.items()}])
+
+        row = store.cached(self._place("trace") / f"{task}.csv", config, compute).iloc[0].to_dict()
+        return {k: tuple(json.loads(row[k])) if k == "theta_shape" else json.loads(row[k]) if k == "a_prompts"
+                else row[k] for k in row} | {"layer": int(row["layer"]), "n_layers": int(row["n_layers"])}
 
     def best_layers(self, tasks: list[str]) -> dict[str, int]:
         """Each task's layer chosen on dev contexts in the main experiment."""
@@ -197,6 +221,8 @@ class Runner:
         frames = []
         for (a, b), job in _progress(list(jobs.items()), "pairs"):
             try:
+                if store.load(*job[:2]) is None:  # not stored: a pair the tokenizer cannot answer is skipped
+                    self._usable(a, b, protocol)  # before the model loads (a stored-only run has none)
                 frames.append(store.cached(*job))
             except TooFewExamples as err:  # a tokenizer that cannot answer one of the pair (a character one)
                 print(f"pair {a} -> {b} skipped: {err}", file=sys.stderr)
@@ -404,6 +430,15 @@ class Runner:
     def position_reads(self, tasks: list[str]) -> dict:
         """`positions.read_all` on the position map of these tasks, each read at its L from the main experiment."""
         return positions.read_all(self.positions(tasks), self.best_layers(tasks))
+
+    def _usable(self, *tasks_and_protocol) -> None:
+        """Raise TooFewExamples where the tokenizer (no weights) leaves a task too few one-token examples."""
+        from tvlib.tasks import for_tokenizer
+
+        *names, protocol = tasks_and_protocol
+        tokenizer = self.loaded.tokenizer if self.loaded is not None else load_tokenizer(self.model)
+        for name in names:
+            for_tokenizer(load_task(name), tokenizer, min_examples=protocol.demos + 1)
 
     def _n_layers(self, task: str) -> int:
         """Number of blocks, read from the stored dev sweep when there is one (no model load)."""
