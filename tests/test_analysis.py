@@ -327,7 +327,7 @@ def test_the_claims_check_names_the_fix_when_a_result_is_missing(tmp_path):
     from tvlib import claims
     from tvlib.errors import TvlibError
 
-    with pytest.raises(TvlibError, match="run-book --model gemma-3-270m"):
+    with pytest.raises(TvlibError, match="compute --model gemma-3-270m"):
         claims.report("gemma-3-270m", results_dir=str(tmp_path))
 
 
@@ -379,6 +379,9 @@ def test_the_robustness_window_carries_blocks_10_to_19_of_32_to_another_depth():
 
     assert experiments.window_layers(32, defaults.ROBUSTNESS_WINDOW) == list(range(10, 20))
     assert experiments.window_layers(18, defaults.ROBUSTNESS_WINDOW) == [6, 7, 8, 9, 10]
+    # too shallow for any block to fall inside: the block nearest the window's middle, never none
+    assert experiments.window_layers(1, defaults.ROBUSTNESS_WINDOW) == [0]
+    assert experiments.window_layers(3, defaults.ROBUSTNESS_WINDOW) == [0]  # depth 1/3 is nearest 0.48
     rows = [{"task": "t", "split": "dev", "method": "hypothesis", "layer": layer, "context": c,
              "correct": (layer == 2) or (layer in (1, 3) and c == 0)} for layer in range(6) for c in range(2)]
     # layer 2 scores 1.0, layers 1 and 3 score 0.5; depth in [0.5, 0.7] keeps blocks 2-3 of 6, [0.6, 0.7] block 3

@@ -165,8 +165,14 @@ def best_layer(curve: pd.DataFrame) -> int:
 
 def window_layers(n_layers: int, window: tuple[float, float]) -> list[int]:
     """The blocks whose relative depth (L + 1) / N lies in `window`: a window of blocks fixed for one model's depth
-    (the robustness script's 10-19 of 32), carried to another."""
-    return [layer for layer in range(n_layers) if window[0] <= (layer + 1) / n_layers <= window[1]]
+    (the robustness script's 10-19 of 32), carried to another; where no block falls inside, the one nearest its
+    middle."""
+    inside = [layer for layer in range(n_layers) if window[0] <= (layer + 1) / n_layers <= window[1]]
+    if inside:
+        return inside
+    # a model too shallow for any block to fall inside (1 or 3 blocks): the block nearest the window's middle
+    middle = (window[0] + window[1]) / 2
+    return [min(range(n_layers), key=lambda layer: abs((layer + 1) / n_layers - middle))]
 
 
 def best_layers_within(predictions: pd.DataFrame, window: tuple[float, float]) -> dict[str, int]:
