@@ -143,7 +143,7 @@ def plan(model: str, device: str = "cpu", dtype: str = "float32", profile: str =
     models: dict = {}  # every runner of the plan loads the model into this one dict: one load per process
     found: dict[str, Unit] = {}
     notebooks = book.chapters(chapters)
-    declared = set().union(*runbook._declared(notebooks).values())
+    declared = set().union(*runbook.declared_parameters(notebooks).values())
     unknown = sorted(set(config["parameters"]) - declared)
     if unknown:
         raise TvlibError(f"no chapter takes the parameter(s) {', '.join(unknown)}; they take: "

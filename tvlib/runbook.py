@@ -71,7 +71,7 @@ def _done(target: Path, key: str) -> bool:
     return json.loads(target.read_text(encoding="utf-8"))["metadata"].get("tvlib", {}).get("run") == key
 
 
-def _declared(notebooks: list[Path]) -> dict[str, set[str]]:
+def declared_parameters(notebooks: list[Path]) -> dict[str, set[str]]:
     """The parameters each chapter's `parameters` cell declares (papermill reads them without running anything)."""
     import papermill
 
@@ -109,7 +109,7 @@ def _run_book(model: str, device: str, dtype: str, profile: str, parameters: dic
     params = {"model": model, "device": device, "dtype": dtype, **config["parameters"],
               "results_dir": str(out / "results")}
     notebooks = book.chapters(selected)
-    declared = _declared(notebooks)
+    declared = declared_parameters(notebooks)
     unknown = sorted(set(params) - set().union(*declared.values()))
     if unknown:
         known = ", ".join(sorted(set().union(*declared.values())))

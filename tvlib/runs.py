@@ -139,13 +139,16 @@ class Runner:
         layer = self.best_layers([task])[task]
         config = self._config("trace", self.protocol, task=task, layer=layer, data=load_task(task).fingerprint())
 
+        lists = ("a_prompts", "theta_shape")  # stored as JSON in their cells
+
         def compute() -> pd.DataFrame:
             found = experiments.trace(self.lm, load_task(task), layer, self.protocol)
-            return pd.DataFrame([{k: json.dumps(v) if isinstance(v, (list, tuple)) else v for k, v in found.items()}])
+            return pd.DataFrame([{k: json.dumps(v) if k in lists else v for k, v in found.items()}])
 
         row = store.cached(self._place("trace") / f"{task}.csv", config, compute).iloc[0].to_dict()
-        return {k: tuple(json.loads(row[k])) if k == "theta_shape" else json.loads(row[k]) if k == "a_prompts"
-                else row[k] for k in row} | {"layer": int(row["layer"]), "n_layers": int(row["n_layers"])}
+        row.update({k: json.loads(row[k]) for k in lists}, layer=int(row["layer"]), n_layers=int(row["n_layers"]))
+        row["theta_shape"] = tuple(row["theta_shape"])
+        return row
 
     def best_layers(self, tasks: list[str]) -> dict[str, int]:
         """Each task's layer chosen on dev contexts in the main experiment."""
@@ -222,7 +225,7 @@ class Runner:
         for (a, b), job in _progress(list(jobs.items()), "pairs"):
             try:
                 if store.load(*job[:2]) is None:  # not stored: a pair the tokenizer cannot answer is skipped
-                    self._usable(a, b, protocol)  # before the model loads (a stored-only run has none)
+                    self._usable([a, b], protocol)  # before the model loads (a stored-only run has none)
                 frames.append(store.cached(*job))
             except TooFewExamples as err:  # a tokenizer that cannot answer one of the pair (a character one)
                 print(f"pair {a} -> {b} skipped: {err}", file=sys.stderr)
@@ -431,11 +434,10 @@ class Runner:
         """`positions.read_all` on the position map of these tasks, each read at its L from the main experiment."""
         return positions.read_all(self.positions(tasks), self.best_layers(tasks))
 
-    def _usable(self, *tasks_and_protocol) -> None:
+    def _usable(self, names: list[str], protocol: Protocol) -> None:
         """Raise TooFewExamples where the tokenizer (no weights) leaves a task too few one-token examples."""
         from tvlib.tasks import for_tokenizer
 
-        *names, protocol = tasks_and_protocol
         tokenizer = self.loaded.tokenizer if self.loaded is not None else load_tokenizer(self.model)
         for name in names:
             for_tokenizer(load_task(name), tokenizer, min_examples=protocol.demos + 1)
