@@ -105,3 +105,25 @@ def test_the_dry_run_sizes_a_paper_model_without_its_weights():
     lines = compute.describe([], [], (0, 1), "random:llama-7b", "bfloat16")
     assert lines[0].startswith("model random:llama-7b: 6738.4 M parameters, 12.55 GiB of weights in bfloat16")
     assert "3550 prompts through the model per task" in lines[2]
+
+
+def test_the_counted_dry_run_makes_the_forward_passes_the_model_makes(tiny, tmp_path):
+    """The stand-in has the model's tokenizer, depth and heads, so each unit runs the same batches: its forward
+    passes and tokens equal those of the model itself, counted the same way."""
+    from tvlib.bench import count_macs
+    from tvlib.models import load_model
+
+    settings = dict(model=tiny, parameters={"tasks": TASKS, "n_dev": 4, "n_test": 4, "n_baseline": 4},
+                    chapters=["02", "04"])
+    counts = compute.counted(settings)
+    lm = load_model(tiny)
+    units, _ = compute.plan(**settings, out=tmp_path, models={(tiny, "cpu", "float32"): lm})
+    block_weights = sum(p.numel() for block in lm.blocks for p in block.parameters())
+    for unit, row in zip(units, counts):
+        with count_macs(lm) as counter:
+            unit.run()
+        assert (row["unit"], row["forwards"], row["tokens"]) == (unit.label, counter.forwards,
+                                                                counter.blocks // block_weights)
+    assert all(row["forwards"] > 0 and row["gmacs"] > 0 for row in counts)
+    lines = compute.describe(units, units, (0, 1), tiny, "float32", counts=counts)
+    assert lines[-1].startswith(f"this shard: {sum(r['forwards'] for r in counts)} forward passes")

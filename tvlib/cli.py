@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
                                                              "as for run-book")
     cp.add_argument("--dry-run", action="store_true", help="print the plan (units, forward passes, memory) and "
                                                            "compute nothing")
+    cp.add_argument("--count", action="store_true", help="with --dry-run: run the plan on a tiny stand-in with the "
+                                                         "model's tokenizer and depth to count each unit's forward "
+                                                         "passes and MACs (minutes on a CPU)")
     cp.add_argument("--slurm", metavar="PARTITION", help="submit --workers shards as a SLURM array job (submitit)")
     cp.add_argument("--workers", type=int, default=1, help="shards for --slurm (one array task each)")
     cp.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
@@ -178,7 +181,8 @@ def _compute(args: argparse.Namespace) -> None:
     chosen = compute.mine(units, shard)
     if args.dry_run:
         protocol = compute.protocol_of(args.profile, params)
-        print("\n".join(compute.describe(units, chosen, shard, args.model, args.dtype, protocol)), flush=True)
+        counts = compute.counted(settings) if args.count else None
+        print("\n".join(compute.describe(units, chosen, shard, args.model, args.dtype, protocol, counts)), flush=True)
         return
     done = compute.run(chosen)
     print(f"shard {shard[0]}/{shard[1]}: {len(done)} of {len(units)} units, {sum(d['seconds'] for d in done):.0f} s; "

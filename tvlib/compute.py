@@ -133,14 +133,15 @@ NEEDS = {"01": _ch01, "02": lambda r, n, p: _main(r, n), "03": _ch03, "04": _ch0
 
 def plan(model: str, device: str = "cpu", dtype: str = "float32", profile: str = "paper",
          parameters: dict | None = None, out: Path | str | None = None,
-         chapters: list[str] | None = None) -> tuple[list[Unit], Path]:
+         chapters: list[str] | None = None, models: dict | None = None) -> tuple[list[Unit], Path]:
     """Every unit the chapters need, deduplicated by label, per-task units first, in chapter order; and the run
-    folder (`run-book`'s, so `run-book --stored` finds the results)."""
+    folder (`run-book`'s, so `run-book --stored` finds the results). `models` may hold the model already loaded,
+    keyed (model, device, dtype), as the dry run's stand-in is."""
     config = runbook.configuration(model, device, dtype, profile, parameters or {})
     out = Path(out or runbook.default_out(model, profile)).resolve()
     given = {"model": model, "device": device, "dtype": dtype, **config["parameters"],
              "results_dir": str(out / "results")}
-    models: dict = {}  # every runner of the plan loads the model into this one dict: one load per process
+    models = {} if models is None else models  # every runner of the plan loads the model here: one load per process
     found: dict[str, Unit] = {}
     notebooks = book.chapters(chapters)
     declared = set().union(*runbook.declared_parameters(notebooks).values())
@@ -259,18 +260,73 @@ def main_passes(protocol: Protocol, n_layers: int) -> int:
             + n_layers * (protocol.n_dev + protocol.n_test))
 
 
+def stand_in(model: str):
+    """A tiny random model with the model's tokenizer, depth and heads: the same prompts, batches and forward
+    passes as the model itself (only generation lengths depend on the weights), at a fraction of the work."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tvlib.models import load_tokenizer, model_config, wrap
+
+    real = model_config(model)
+    real = getattr(real, "text_config", None) or real
+    heads = int(getattr(real, "num_attention_heads", None) or getattr(real, "n_head"))
+    layers = int(getattr(real, "num_hidden_layers", None) or getattr(real, "n_layer"))
+    tokenizer = load_tokenizer(model)
+    config = AutoConfig.for_model("llama", vocab_size=len(tokenizer), num_hidden_layers=layers,
+                                  num_attention_heads=heads, num_key_value_heads=heads, head_dim=8,
+                                  hidden_size=8 * heads, intermediate_size=16 * heads, max_position_embeddings=4096,
+                                  tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    torch.manual_seed(0)
+    return wrap(AutoModelForCausalLM.from_config(config, dtype=torch.float32), tokenizer, f"stand-in for {model}")
+
+
+def counted(settings: dict) -> list[dict]:
+    """Every unit of the plan run on the stand-in in a scratch folder: its forward passes and tokens, and the
+    multiply-accumulates they would take on the model (its weights per token, its unembedding per row)."""
+    import tempfile
+
+    from tvlib.bench import count_macs
+
+    count, _, real = weights(settings["model"], "float32")
+    vocab, width = real.vocab_size, real.hidden_size
+    per_token = count - vocab * width * (1 if getattr(real, "tie_word_embeddings", True) else 2)
+    lm = stand_in(settings["model"])
+    block_weights = sum(p.numel() for block in lm.blocks for p in block.parameters())
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        key = (settings["model"], settings.get("device", "cpu"), settings.get("dtype", "float32"))
+        units, _ = plan(**{**settings, "out": scratch, "models": {key: lm}})
+        for unit in progress_bar(units, "dry run", enabled=None):
+            with count_macs(lm) as counter:
+                unit.run()
+            tokens = counter.blocks // block_weights
+            macs = tokens * per_token + counter.unembed // lm.unembed.weight.numel() * vocab * width
+            rows.append({"unit": unit.label, "forwards": counter.forwards, "tokens": tokens, "gmacs": macs / 1e9})
+    return rows
+
+
 def describe(units: list[Unit], chosen: list[Unit], shard: tuple[int, int], model: str, dtype: str,
-             protocol: Protocol = Protocol()) -> list[str]:
-    """What `compute --dry-run` prints: the weights, a batch's activations, the units of this shard, and the
-    forward passes of the main experiment per task (the bulk of the book's work)."""
+             protocol: Protocol = Protocol(), counts: list[dict] | None = None) -> list[str]:
+    """What `compute --dry-run` prints: the weights, a batch's activations, this shard's units and, with `counts`
+    (`counted`), each unit's forward passes, tokens and multiply-accumulates on the model."""
     count, size, config = weights(model, dtype)
     lines = [f"model {model}: {count / 1e6:.1f} M parameters, {size / 2**30:.2f} GiB of weights in {dtype}",
              f"peak activations per batch (batch size {protocol.batch_size}): about "
              f"{activation_bytes(config, protocol) / 2**30:.2f} GiB (halved automatically on an out-of-memory error)",
-             f"main experiment: {main_passes(protocol, config.num_hidden_layers)} prompts through the model per task "
-             "(the other experiments are timed by `python -m tvlib bench`)",
+             f"main experiment: {main_passes(protocol, config.num_hidden_layers)} prompts through the model per task",
              f"shard {shard[0]}/{shard[1]}: {len(chosen)} of {len(units)} units (those already stored return at once)"]
-    return lines + [f"  {u.label}" for u in chosen]
+    found = {row["unit"]: row for row in counts or []}
+    for unit in chosen:
+        row = found.get(unit.label)
+        lines.append(f"  {unit.label}" + (f": {row['forwards']} forward passes, {row['tokens']} tokens, "
+                                          f"{row['gmacs']:.0f} GMAC" if row else ""))
+    if counts:
+        mine = [found[u.label] for u in chosen if u.label in found]
+        lines.append(f"this shard: {sum(r['forwards'] for r in mine)} forward passes, "
+                     f"{sum(r['gmacs'] for r in mine) / 1e3:.1f} TMAC (counted on a stand-in with the model's "
+                     "tokenizer, depth and heads; answers of several tokens as long as a random model makes them)")
+    return lines
 
 
 def protocol_of(profile: str = "paper", parameters: dict | None = None) -> Protocol:
