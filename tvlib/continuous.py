@@ -68,7 +68,7 @@ def rises(curves: pd.DataFrame, tasks: list[str], n_boot: int = N_BOOT, seed: in
     for measure in CURVE_MEASURES:
         point = rise_layer(grids[measure].mean())
         diff = point - rise_layer(grids["correct"].mean())
-        reps = layers_of(measure) - base
+        reps = np.zeros_like(base) if measure == "correct" else layers_of(measure) - base  # accuracy: itself
         ci = bounds(reps[np.isfinite(reps)]) if np.isfinite(diff) and np.isfinite(reps).all() else (np.nan, np.nan)
         outcome = None if measure == "correct" else \
             verdicts.at_most(diff, -EARLIER, ci) if np.isfinite(ci[0]) else verdicts.UNDECIDED

@@ -31,16 +31,18 @@ def target_ids(tokenizer, outputs: Sequence[str], space: bool) -> torch.Tensor:
 def measure(logits: torch.Tensor, targets: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
     """The three measures of each row of `logits` [rows, vocab] against `targets` [rows] and, when given, ICL's
     log-probabilities `reference` [rows, vocab] (a row of NaN where no ICL run matches: its KL is NaN)."""
-    logits = logits.float()
-    logp = logits.log_softmax(-1)
+    logits = logits.float()  # no copy of the [rows, vocab] logits is made beyond what KL needs (a sweep's hot loop)
     index = targets.to(logits.device)[:, None]
-    wrong = logits.scatter(1, index, float("-inf")).amax(-1)
-    out = {"logprob": logp.gather(1, index)[:, 0], "logit_diff": logits.gather(1, index)[:, 0] - wrong}
+    mine = logits.gather(1, index)[:, 0]
+    top = logits.topk(2, dim=-1)
+    wrong = torch.where(top.indices[:, 0] == index[:, 0], top.values[:, 1], top.values[:, 0])
+    normaliser = logits.logsumexp(-1)
+    out = {"logprob": mine - normaliser, "logit_diff": mine - wrong}
     if reference is None:
         out["kl"] = torch.full((len(logits),), float("nan"))
     else:
         ref = reference.to(logits.device).float()
-        out["kl"] = (ref.exp() * (ref - logp)).sum(-1)
+        out["kl"] = (ref.exp() * (ref - logits.log_softmax(-1))).sum(-1)
     return {name: values.cpu() for name, values in out.items()}
 
 

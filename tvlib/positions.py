@@ -168,9 +168,9 @@ def at_layers(frame: pd.DataFrame, layers: dict[str, int], n_boot: int = N_BOOT,
         mine = grid[role].to_numpy(float)
         point = float(np.mean([mine[tasks == t].mean() for t in sorted(set(tasks))]))
         gap = point - float(np.mean([final[tasks == t].mean() for t in sorted(set(tasks))]))
-        out.append({"role": role, "accuracy": point, "low": bounds(task_means(mine))[0],
-                    "high": bounds(task_means(mine))[1], "minus final arrow": gap,
-                    "gap low": bounds(task_means(mine - final))[0], "gap high": bounds(task_means(mine - final))[1]})
+        (low, high), (gap_low, gap_high) = bounds(task_means(mine)), bounds(task_means(mine - final))
+        out.append({"role": role, "accuracy": point, "low": low, "high": high, "minus final arrow": gap,
+                    "gap low": gap_low, "gap high": gap_high})
     return pd.DataFrame(out)
 
 
